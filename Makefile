@@ -1,0 +1,90 @@
+# kata-ts build, demo and test entry points. Run as root on Debian 12.
+SHELL := /bin/bash
+.DEFAULT_GOAL := demo
+
+BUILD := build
+APT_PACKAGES := qemu-system-x86 e2fsprogs busybox-static crun linux-source-6.1 bc flex bison \
+	libelf-dev libssl-dev lz4 protobuf-compiler gcc libc6-dev make python3
+AGENT_SRC := $(shell find agent/src common native -name '*.ts' 2>/dev/null)
+ADDON := native/build/Release/kata_ts_native.node
+KERNEL := $(BUILD)/vmlinux
+ROOTFS := $(BUILD)/rootfs.img
+AGENT_BUNDLE := $(BUILD)/agent/agent.cjs
+BUSYBOX_ROOTFS := $(BUILD)/busybox-rootfs/.stamp
+
+.PHONY: demo test bench deps apt npm native proto build images kernel rootfs lint typecheck unit integration clean
+
+## demo: install everything, build the images, boot a sandbox and run a command in it
+demo: deps images build
+	node dist/shim/src/cli/kata-ts-run.js --rootfs $(BUILD)/busybox-rootfs -- /bin/sh -c 'echo "hello from $$(uname -n), kernel $$(uname -r)"'
+
+## test: the whole suite (lint, type-check, unit, integration with real VMs)
+test: deps images build lint typecheck unit integration
+
+bench: deps images build
+	node dist/bench/sandbox-boot.js
+
+deps: apt npm native proto
+
+apt: $(BUILD)/.apt-stamp
+$(BUILD)/.apt-stamp: Makefile
+	@mkdir -p $(BUILD)
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	fi
+	@touch $@
+
+npm: node_modules/.package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+native: $(ADDON)
+$(ADDON): native/kata_ts_native.c native/binding.gyp node_modules/.package-lock.json
+	npx node-gyp rebuild --directory native --loglevel=warn
+
+proto: proto/gen/agent.ts
+proto/gen/agent.ts: proto/agent.proto proto/generate.sh node_modules/.package-lock.json
+	bash proto/generate.sh
+
+build: proto
+	npx tsc -p tsconfig.build.json
+
+images: kernel rootfs $(BUSYBOX_ROOTFS)
+
+kernel: $(KERNEL)
+$(KERNEL): images/kernel/build.sh images/kernel/config-fragment.txt $(BUILD)/.apt-stamp
+	bash images/kernel/build.sh $@
+
+$(AGENT_BUNDLE): $(AGENT_SRC) proto/gen/agent.ts node_modules/.package-lock.json
+	@mkdir -p $(dir $@)
+	@# CommonJS and minified: under TCG, Node's ESM loader and parsing a large bundle cost seconds.
+	npx esbuild agent/src/main.ts --bundle --platform=node --target=node20 --format=cjs --minify --log-level=warning \
+		--log-override:empty-import-meta=silent --banner:js="globalThis.__kataTsLoadedAt = performance.now();" \
+		--outfile=$@
+
+$(BUILD)/tools/write-pfn-info.mjs: images/rootfs/write-pfn-info.ts images/rootfs/nvdimm-pfn.ts node_modules/.package-lock.json
+	npx esbuild images/rootfs/write-pfn-info.ts --bundle --platform=node --format=esm --log-level=warning --outfile=$@
+
+rootfs: $(ROOTFS)
+$(ROOTFS): images/rootfs/build.sh images/rootfs/init.c $(AGENT_BUNDLE) $(ADDON) $(BUILD)/tools/write-pfn-info.mjs $(BUILD)/.apt-stamp
+	bash images/rootfs/build.sh $@ $(AGENT_BUNDLE) $(ADDON) $(BUILD)/tools/write-pfn-info.mjs
+
+$(BUSYBOX_ROOTFS): images/oci/build-busybox-rootfs.sh $(BUILD)/.apt-stamp
+	bash images/oci/build-busybox-rootfs.sh $(BUILD)/busybox-rootfs
+	@touch $@
+
+lint: npm proto
+	npx eslint .
+
+typecheck: npm proto
+	npx tsc -p tsconfig.json --noEmit
+
+unit: npm proto
+	npx vitest run --project unit --reporter=default --reporter=json --outputFile.json=$(BUILD)/test-results/unit.json
+
+integration: images build
+	npx vitest run --project integration --reporter=default --reporter=json --outputFile.json=$(BUILD)/test-results/integration.json
+
+clean:
+	rm -rf $(BUILD) dist native/build proto/gen

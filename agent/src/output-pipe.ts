@@ -1,0 +1,91 @@
+// One output stream of a process (stdout, stderr or the terminal), handed to
+// at most one reader at a time with back-pressure: while nobody reads or the
+// reader's buffer is full, the source stays paused and the process blocks on
+// write, so no output is dropped or buffered without bound.
+import type { Readable } from 'node:stream';
+import { failedPrecondition } from './errors.js';
+
+export interface ChunkSink {
+  /** Returns false when the sink's buffer is full; 'drain' follows. */
+  write(chunk: Buffer): boolean;
+  once(event: 'drain', listener: () => void): unknown;
+  end(): void;
+}
+
+export class OutputPipe {
+  #source: Readable | undefined;
+  #ended = false;
+  #reader: ChunkSink | undefined;
+  #detachReader: (() => void) | undefined;
+  readonly #done: Promise<void>;
+  #resolveDone!: () => void;
+
+  constructor(readonly name: string) {
+    this.#done = new Promise((resolve) => (this.#resolveDone = resolve));
+  }
+
+  /** Resolves once the source reached EOF and everything was handed to a reader. */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  /** Sets the stream to read from; before this, readers wait. */
+  setSource(source: Readable): void {
+    this.#source = source;
+    source.pause();
+    const finish = () => this.#finish();
+    source.once('end', finish);
+    source.once('close', finish);
+    // A pty master reports EIO once the last slave closes: that is its EOF.
+    source.on('error', finish);
+    if (this.#reader) this.#pump();
+  }
+
+  /** There will be no source (for example stderr of a terminal process). */
+  setNoSource(): void {
+    this.#finish();
+  }
+
+  /** Streams the output into `sink` until EOF or until `cancelled` fires. */
+  attach(sink: ChunkSink, onCancelled: (listener: () => void) => void): void {
+    if (this.#reader) throw failedPrecondition(`${this.name} already has a reader`);
+    if (this.#ended) {
+      sink.end();
+      return;
+    }
+    this.#reader = sink;
+    onCancelled(() => {
+      if (this.#reader !== sink) return;
+      this.#detachReader?.();
+      this.#reader = undefined;
+      this.#source?.pause();
+    });
+    if (this.#source) this.#pump();
+  }
+
+  #pump(): void {
+    const source = this.#source!;
+    const sink = this.#reader!;
+    const onData = (chunk: Buffer) => {
+      if (!sink.write(chunk)) {
+        source.pause();
+        sink.once('drain', () => {
+          if (this.#reader === sink) source.resume();
+        });
+      }
+    };
+    source.on('data', onData);
+    this.#detachReader = () => source.off('data', onData);
+    source.resume();
+  }
+
+  #finish(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#detachReader?.();
+    const reader = this.#reader;
+    this.#reader = undefined;
+    reader?.end();
+    this.#resolveDone();
+  }
+}

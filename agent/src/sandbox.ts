@@ -1,0 +1,127 @@
+// The agent's view of its sandbox: the shared filesystem and the containers.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import type { Logger } from '../../common/log.js';
+import type { NativeAddon } from '../../native/native.js';
+import { Container } from './container.js';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
+import { parseSpec, toGuestSpec } from './guest-spec.js';
+
+export interface SandboxPaths {
+  crunBinary: string;
+  crunRoot: string;
+  /** Where the virtio-fs share is mounted. */
+  sharedMount: string;
+  /** Per-container bundles. */
+  containersDir: string;
+  /** cgroup v2 mount and the parent of every container's cgroup. */
+  cgroupRoot: string;
+  cgroupParent: string;
+}
+
+export const DEFAULT_PATHS: SandboxPaths = {
+  crunBinary: '/usr/bin/crun',
+  crunRoot: '/run/crun',
+  sharedMount: '/run/kata-ts/shared',
+  containersDir: '/run/kata-ts/containers',
+  cgroupRoot: '/sys/fs/cgroup',
+  cgroupParent: '/kata-ts',
+};
+
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export function checkId(kind: string, id: string): void {
+  if (!ID_PATTERN.test(id)) throw invalidArgument(`${kind} ${JSON.stringify(id)} is not a valid id`);
+}
+
+export class Sandbox {
+  #id: string | undefined;
+  readonly #containers = new Map<string, Container>();
+  /** Ids whose create is under way, so a concurrent create of the same id fails. */
+  readonly #creating = new Set<string>();
+  #destroying = false;
+
+  constructor(
+    private readonly paths: SandboxPaths,
+    private readonly native: NativeAddon,
+    private readonly log: Logger,
+  ) {}
+
+  async create(id: string, hostname: string, sharedFsTag: string): Promise<string> {
+    if (this.#id !== undefined) throw alreadyExists(`sandbox ${this.#id}`);
+    checkId('sandbox id', id);
+    await mkdir(this.paths.sharedMount, { recursive: true });
+    if (sharedFsTag) {
+      try {
+        this.native.mount(sharedFsTag, this.paths.sharedMount, 'virtiofs', 0, '');
+      } catch (err) {
+        throw failedPrecondition(`cannot mount virtio-fs share ${sharedFsTag}: ${(err as Error).message}`);
+      }
+    }
+    if (hostname) await writeFile('/proc/sys/kernel/hostname', hostname);
+    await mkdir(this.paths.containersDir, { recursive: true });
+    this.#id = id;
+    this.log.info('sandbox created', { sandbox: id, shared: sharedFsTag || 'none' });
+    return this.paths.sharedMount;
+  }
+
+  #requireSandbox(): void {
+    if (this.#id === undefined) throw failedPrecondition('no sandbox: call CreateSandbox first');
+    if (this.#destroying) throw failedPrecondition('the sandbox is being destroyed');
+  }
+
+  container(id: string): Container {
+    const c = this.#containers.get(id);
+    if (!c) throw notFound(`container ${id}`);
+    return c;
+  }
+
+  async createContainer(id: string, specJson: string, rootfsPath: string): Promise<void> {
+    this.#requireSandbox();
+    checkId('container id', id);
+    if (this.#containers.has(id) || this.#creating.has(id)) throw alreadyExists(`container ${id}`);
+    const normalized = posix.normalize(rootfsPath);
+    if (!rootfsPath || normalized.startsWith('..') || posix.isAbsolute(normalized))
+      throw invalidArgument(`rootfs_path ${JSON.stringify(rootfsPath)} must be a relative path inside the shared filesystem`);
+    const { spec, adjustments } = toGuestSpec(parseSpec(specJson), {
+      containerId: id,
+      rootfsPath: join(this.paths.sharedMount, normalized),
+      cgroupParent: this.paths.cgroupParent,
+    });
+    for (const a of adjustments) this.log.info(a, { container: id });
+    this.#creating.add(id);
+    const container = await Container.create(
+      id,
+      spec,
+      {
+        crun: { binary: this.paths.crunBinary, root: this.paths.crunRoot },
+        bundleDir: join(this.paths.containersDir, id),
+        cgroupDir: join(this.paths.cgroupRoot, this.paths.cgroupParent, id),
+      },
+      this.native,
+      this.log.child({ container: id }),
+    ).finally(() => this.#creating.delete(id));
+    this.#containers.set(id, container);
+    this.log.info('container created', { container: id });
+  }
+
+  async removeContainer(id: string, force: boolean): Promise<void> {
+    const container = this.container(id);
+    await container.remove(force);
+    this.#containers.delete(id);
+    this.log.info('container removed', { container: id });
+  }
+
+  /** Stops every container (SIGTERM, then SIGKILL after the grace period) and unmounts the share. */
+  async destroy(graceMs: number): Promise<void> {
+    this.#destroying = true;
+    await Promise.all([...this.#containers.values()].map((c) => c.kill(graceMs)));
+    await Promise.all([...this.#containers.keys()].map((id) => this.removeContainer(id, true).catch(() => undefined)));
+    try {
+      this.native.umount(this.paths.sharedMount, 2 /* MNT_DETACH */);
+    } catch {
+      // not mounted
+    }
+    this.log.info('sandbox destroyed', { sandbox: this.#id });
+  }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds the guest rootfs image that QEMU exposes as a read-only nvdimm:
+# the kata-ts init, Node and the bundled agent with its addon, crun and the
+# libraries they need, and busybox. The image is an ext4 at 2 MiB behind an
+# NVDIMM_PFN_INFO block, so the guest mounts it with DAX.
+#   usage: build.sh OUT_IMAGE AGENT_BUNDLE NATIVE_ADDON PFN_TOOL
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:?usage: build.sh OUT_IMAGE AGENT_BUNDLE NATIVE_ADDON PFN_TOOL}
+agent=${2:?agent bundle}
+addon=${3:?native addon}
+pfn_tool=${4:?pfn tool}
+tree="$out.tree"
+
+rm -rf "$tree" && mkdir -p "$tree"/usr/{bin,sbin,lib/x86_64-linux-gnu,lib64,lib/kata-ts} "$tree"/{proc,sys,dev,run,tmp,root,etc}
+ln -s usr/bin "$tree/bin"
+ln -s usr/sbin "$tree/sbin"
+ln -s usr/lib "$tree/lib"
+ln -s usr/lib64 "$tree/lib64"
+chmod 1777 "$tree/tmp"
+
+copy_with_libs() {
+  local bin=$1 dest=$2
+  install -m 0755 -s "$bin" "$tree$dest"
+  ldd "$bin" | awk '/=> \//{print $3} /^[ \t]*\/lib64\//{print $1}' | while read -r lib; do
+    case "$lib" in
+      */ld-linux-x86-64.so.2) cp -L "$lib" "$tree/usr/lib64/ld-linux-x86-64.so.2" ;;
+      *) cp -L "$lib" "$tree/usr/lib/x86_64-linux-gnu/$(basename "$lib")" ;;
+    esac
+  done
+}
+
+gcc -static -O2 -s -Wall -Wextra -Werror -o "$tree/usr/sbin/init" "$here/init.c"
+copy_with_libs /usr/bin/node /usr/bin/node
+copy_with_libs /usr/bin/crun /usr/bin/crun
+install -m 0755 /bin/busybox "$tree/usr/bin/busybox"
+for applet in $("$tree/usr/bin/busybox" --list); do
+  [ -e "$tree/usr/bin/$applet" ] || ln -s busybox "$tree/usr/bin/$applet"
+done
+install -m 0644 "$agent" "$tree/usr/lib/kata-ts/agent.cjs"
+install -m 0755 "$addon" "$tree/usr/lib/kata-ts/kata_ts_native.node"
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$tree/etc/passwd"
+printf 'root:x:0:\n' > "$tree/etc/group"
+printf 'kata-ts guest\n' > "$tree/etc/issue"
+
+# ext4 needs headroom for metadata; the image must be a multiple of 2 MiB.
+content=$(du -sb "$tree" | cut -f1)
+mib=$(( (content * 115 / 100) / 1048576 + 16 ))
+mib=$(( (mib + 1) / 2 * 2 ))
+rm -f "$out.tmp"
+truncate -s $(( (mib + 2) * 1048576 )) "$out.tmp"
+mkfs.ext4 -q -F -b 4096 -O ^has_journal -L kata-ts-rootfs -E offset=2097152,root_owner=0:0 -d "$tree" "$out.tmp" "${mib}M"
+node "$pfn_tool" "$out.tmp"
+mv "$out.tmp" "$out"
+echo "rootfs: $out $(( $(stat -c %s "$out") / 1048576 )) MiB image, $(( content / 1048576 )) MiB of files" >&2

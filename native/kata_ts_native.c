@@ -1,0 +1,193 @@
+// The few system calls Node cannot make itself: AF_VSOCK sockets, receiving a
+// file descriptor over a unix socket (crun's --console-socket), setting a
+// pty's window size, and mount/umount. Everything else stays in TypeScript.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/vm_sockets.h>
+#include <node_api.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <termios.h>
+#include <unistd.h>
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value code, message, error;
+  napi_create_string_utf8(env, strerrorname_np(err) ? strerrorname_np(err) : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_value errno_value;
+  napi_create_int32(env, -err, &errno_value);
+  napi_set_named_property(env, error, "errno", errno_value);
+  napi_set_named_property(env, error, "code", code);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static int get_u32_args(napi_env env, napi_callback_info info, size_t want, uint32_t *out) {
+  napi_value argv[4];
+  size_t argc = 4;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < want) {
+    napi_throw_type_error(env, NULL, "missing arguments");
+    return -1;
+  }
+  for (size_t i = 0; i < want; i++) {
+    if (napi_get_value_uint32(env, argv[i], &out[i]) != napi_ok) {
+      napi_throw_type_error(env, NULL, "arguments must be unsigned integers");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+// vsockBind(port): a bound, not yet listening AF_VSOCK stream socket on any CID.
+// libuv's pipe handle does listen() and accept() on it.
+static napi_value vsock_bind(napi_env env, napi_callback_info info) {
+  uint32_t a[1];
+  if (get_u32_args(env, info, 1, a)) return NULL;
+  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket(AF_VSOCK)", errno);
+  struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = a[0]};
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "bind(AF_VSOCK)", err);
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+// vsockConnect(cid, port, timeoutMs): a connected AF_VSOCK stream socket.
+// Blocks for at most timeoutMs; callers use short timeouts and retry.
+static napi_value vsock_connect(napi_env env, napi_callback_info info) {
+  uint32_t a[3];
+  if (get_u32_args(env, info, 3, a)) return NULL;
+  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, "socket(AF_VSOCK)", errno);
+  struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_cid = a[0], .svm_port = a[1]};
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+    if (errno != EINPROGRESS) {
+      int err = errno;
+      close(fd);
+      return throw_errno(env, "connect(AF_VSOCK)", err);
+    }
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int n = poll(&p, 1, (int)a[2]);
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (n <= 0) soerr = n == 0 ? ETIMEDOUT : errno;
+    else getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+    if (soerr) {
+      close(fd);
+      return throw_errno(env, "connect(AF_VSOCK)", soerr);
+    }
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+// receiveFd(socketFd, timeoutMs): the first file descriptor sent with
+// SCM_RIGHTS on a connected unix socket (crun sends a pty master this way).
+static napi_value receive_fd(napi_env env, napi_callback_info info) {
+  uint32_t a[2];
+  if (get_u32_args(env, info, 2, a)) return NULL;
+  int sock = (int)a[0];
+  struct pollfd p = {.fd = sock, .events = POLLIN};
+  int n = poll(&p, 1, (int)a[1]);
+  if (n < 0) return throw_errno(env, "poll", errno);
+  if (n == 0) return throw_errno(env, "receiveFd", ETIMEDOUT);
+  char data[256];
+  struct iovec iov = {.iov_base = data, .iov_len = sizeof data};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+  ssize_t got;
+  do got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (got < 0 && errno == EINTR);
+  if (got < 0) return throw_errno(env, "recvmsg", errno);
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) return throw_errno(env, "receiveFd: no descriptor received", EBADMSG);
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+// setWindowSize(fd, rows, columns) on a pty.
+static napi_value set_window_size(napi_env env, napi_callback_info info) {
+  uint32_t a[3];
+  if (get_u32_args(env, info, 3, a)) return NULL;
+  struct winsize ws = {.ws_row = (unsigned short)a[1], .ws_col = (unsigned short)a[2]};
+  if (ioctl((int)a[0], TIOCSWINSZ, &ws) < 0) return throw_errno(env, "ioctl(TIOCSWINSZ)", errno);
+  return NULL;
+}
+
+static int get_string(napi_env env, napi_value v, char *buf, size_t len) {
+  size_t got;
+  if (napi_get_value_string_utf8(env, v, buf, len, &got) != napi_ok || got >= len - 1) {
+    napi_throw_type_error(env, NULL, "arguments must be strings of reasonable length");
+    return -1;
+  }
+  return 0;
+}
+
+// mount(source, target, fstype, flags, data)
+static napi_value do_mount(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  size_t argc = 5;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) {
+    napi_throw_type_error(env, NULL, "mount(source, target, fstype, flags, data)");
+    return NULL;
+  }
+  char source[4096], target[4096], fstype[64], data[4096];
+  uint32_t flags;
+  if (get_string(env, argv[0], source, sizeof source) || get_string(env, argv[1], target, sizeof target) ||
+      get_string(env, argv[2], fstype, sizeof fstype) || get_string(env, argv[4], data, sizeof data))
+    return NULL;
+  if (napi_get_value_uint32(env, argv[3], &flags) != napi_ok) {
+    napi_throw_type_error(env, NULL, "flags must be an unsigned integer");
+    return NULL;
+  }
+  if (mount(source, target, fstype, flags, data[0] ? data : NULL) < 0) return throw_errno(env, "mount", errno);
+  return NULL;
+}
+
+// umount(target, flags)
+static napi_value do_umount(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char target[4096];
+  uint32_t flags = 0;
+  if (argc < 1 || get_string(env, argv[0], target, sizeof target)) return NULL;
+  if (argc > 1) napi_get_value_uint32(env, argv[1], &flags);
+  if (umount2(target, (int)flags) < 0) return throw_errno(env, "umount", errno);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"vsockBind", NULL, vsock_bind, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"vsockConnect", NULL, vsock_connect, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"receiveFd", NULL, receive_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setWindowSize", NULL, set_window_size, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mount", NULL, do_mount, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"umount", NULL, do_umount, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

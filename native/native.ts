@@ -1,0 +1,41 @@
+// Typed access to the kata-ts native addon (native/kata_ts_native.c).
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeAddon {
+  /** A bound (not listening) AF_VSOCK stream socket on any CID. */
+  vsockBind(port: number): number;
+  /** A connected AF_VSOCK stream socket; blocks for at most timeoutMs. */
+  vsockConnect(cid: number, port: number, timeoutMs: number): number;
+  /** The first descriptor sent with SCM_RIGHTS on a connected unix socket. */
+  receiveFd(socketFd: number, timeoutMs: number): number;
+  setWindowSize(fd: number, rows: number, columns: number): void;
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  umount(target: string, flags?: number): void;
+}
+
+export const ADDON_FILE = 'kata_ts_native.node';
+
+let loaded: NativeAddon | undefined;
+
+/**
+ * Loads the addon from KATA_TS_NATIVE, from beside the running script (the
+ * guest image and bundled builds), or from the node-gyp build folder.
+ */
+export function loadNative(): NativeAddon {
+  if (loaded) return loaded;
+  const here = typeof __filename === 'string' ? dirname(__filename) : dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    process.env.KATA_TS_NATIVE,
+    process.argv[1] ? join(dirname(process.argv[1]), ADDON_FILE) : undefined,
+    join(here, ADDON_FILE),
+    join(here, '..', '..', 'native', 'build', 'Release', ADDON_FILE),
+    join(here, 'build', 'Release', ADDON_FILE),
+  ].filter((p): p is string => typeof p === 'string');
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`kata-ts native addon not found; looked in: ${candidates.join(', ')} (run make native)`);
+  loaded = createRequire(typeof __filename === 'string' ? __filename : import.meta.url)(found) as NativeAddon;
+  return loaded;
+}

@@ -1,0 +1,36 @@
+// A typed description of a sandbox VM. qemu-args.ts renders it into QEMU's
+// argv; nothing here knows about containers or the agent protocol.
+
+export type Accel = 'kvm' | 'tcg';
+
+export type AgentChannel =
+  /** virtio-serial port whose host end is a unix socket QEMU listens on. */
+  | { kind: 'serial'; socketPath: string; portName: string }
+  /** vhost-vsock device with the guest's context id. */
+  | { kind: 'vsock'; guestCid: number };
+
+export interface VmDescription {
+  /** Sandbox id; used only for the QEMU process name. */
+  name: string;
+  qemuBinary: string;
+  accel: Accel;
+  /** TCG translation buffer size in MiB (TCG only). */
+  tcgTranslationBufferMiB?: number;
+  cpus: number;
+  maxCpus: number;
+  memoryMiB: number;
+  maxMemoryMiB: number;
+  memorySlots: number;
+  /** Firmware image (qboot boots a PVH kernel directly); undefined = QEMU's default. */
+  firmware?: string;
+  kernel: { path: string; cmdline: string[] };
+  /** The guest rootfs image, exposed read-only as an nvdimm. */
+  rootfsImage: { path: string; sizeBytes: number };
+  /** virtio-fs share served by virtiofsd on socketPath. */
+  sharedFs?: { socketPath: string; tag: string };
+  agentChannel: AgentChannel;
+  /** Guest console output goes to this file. */
+  consoleLogPath: string;
+  qmpSocketPath: string;
+  pidFilePath: string;
+}

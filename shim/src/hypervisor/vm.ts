@@ -1,0 +1,151 @@
+// A running sandbox VM: virtiofsd plus QEMU, started from a VmDescription and
+// torn down completely (processes, sockets, run directory), also when the
+// launch fails half way.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import type { Logger } from '../../../common/log.js';
+import { exitOf, exitWithin, isRunning, tail, type ExitStatus } from './child.js';
+import { renderQemuArgs } from './qemu-args.js';
+import { QmpClient } from './qmp.js';
+import type { VmDescription } from './vm-description.js';
+import { Virtiofsd, type VirtiofsdOptions } from './virtiofsd.js';
+
+export class VmError extends Error {
+  constructor(
+    readonly vm: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`sandbox VM ${vm}: ${message}`, options);
+    this.name = 'VmError';
+  }
+}
+
+export interface VmLaunchOptions {
+  description: VmDescription;
+  /** Directory holding the VM's sockets and files; created here, removed on stop. */
+  runDir: string;
+  virtiofsd?: Omit<VirtiofsdOptions, 'socketPath'> & { socketPath?: string };
+  log: Logger;
+}
+
+export interface StopOptions {
+  /** Asks the guest to power off (for example through its agent); awaited up to gracefulMs. */
+  graceful?: () => Promise<unknown>;
+  gracefulMs: number;
+}
+
+export class QemuVm {
+  #qmp: QmpClient | undefined;
+  #stopping: Promise<void> | undefined;
+  readonly exited: Promise<ExitStatus>;
+  readonly #stderr: () => string;
+
+  private constructor(
+    readonly name: string,
+    readonly process: ChildProcess,
+    readonly virtiofsd: Virtiofsd | undefined,
+    readonly description: VmDescription,
+    readonly runDir: string,
+    /** performance.now() at spawn, the zero of the boot timeline. */
+    readonly spawnedAt: number,
+    private readonly log: Logger,
+  ) {
+    this.#stderr = tail(process.stderr);
+    this.exited = exitOf(process).then((status) => {
+      const level = this.#stopping ? 'debug' : 'warn';
+      log[level]('qemu exited', { code: status.code, signal: status.signal, stderr: this.#stderr() || undefined });
+      return status;
+    });
+  }
+
+  static async launch(o: VmLaunchOptions): Promise<QemuVm> {
+    const d = o.description;
+    await mkdir(o.runDir, { recursive: true, mode: 0o700 });
+    let virtiofsd: Virtiofsd | undefined;
+    try {
+      if (o.virtiofsd) {
+        if (!d.sharedFs) throw new VmError(d.name, 'virtiofsd given but the VM has no shared filesystem');
+        virtiofsd = await Virtiofsd.start({ ...o.virtiofsd, socketPath: d.sharedFs.socketPath });
+      }
+      const args = renderQemuArgs(d);
+      o.log.debug('starting qemu', { argv: [d.qemuBinary, ...args].join(' ') });
+      const spawnedAt = performance.now();
+      const child = spawn(d.qemuBinary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', (err) => reject(new VmError(d.name, `cannot run ${d.qemuBinary}: ${err.message}`, { cause: err })));
+      });
+      const vm = new QemuVm(d.name, child, virtiofsd, d, o.runDir, spawnedAt, o.log);
+      o.log.info('qemu started', { pid: child.pid, accel: d.accel, channel: d.agentChannel.kind, virtiofsd: virtiofsd?.pid });
+      return vm;
+    } catch (err) {
+      await virtiofsd?.stop(0);
+      await rm(o.runDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  get pid(): number | undefined {
+    return this.process.pid;
+  }
+
+  get running(): boolean {
+    return isRunning(this.process);
+  }
+
+  /** QEMU's stderr so far; it explains most early exits. */
+  stderr(): string {
+    return this.#stderr();
+  }
+
+  async qmp(): Promise<QmpClient> {
+    if (!this.#qmp) {
+      this.#qmp = await QmpClient.connect(this.description.qmpSocketPath);
+      this.#qmp.once('close', () => (this.#qmp = undefined));
+    }
+    return this.#qmp;
+  }
+
+  /**
+   * Graceful shutdown within a deadline, then QMP quit, then SIGKILL; then
+   * virtiofsd and the run directory. Safe to call more than once.
+   */
+  stop(o: StopOptions): Promise<void> {
+    this.#stopping ??= this.#stop(o);
+    return this.#stopping;
+  }
+
+  /** At debug level the guest console (kernel messages, init and agent logs) goes to our log before the run directory is removed. */
+  async #forwardConsole(): Promise<void> {
+    if (!this.log.enabled('debug')) return;
+    const text = await readFile(this.description.consoleLogPath, 'utf8').catch(() => '');
+    for (const line of text.split(/\r?\n/)) if (line.trim()) this.log.debug('guest console', { line });
+  }
+
+  async #stop(o: StopOptions): Promise<void> {
+    const started = performance.now();
+    let how = 'already exited';
+    if (this.running && o.graceful) {
+      const asked = o.graceful().catch((err: Error) => this.log.debug('graceful shutdown request failed', { error: err.message }));
+      await Promise.race([asked, exitWithin(this.process, o.gracefulMs)]);
+      if (await exitWithin(this.process, o.gracefulMs)) how = 'graceful';
+    }
+    if (this.running) {
+      how = 'qmp quit';
+      await this.qmp()
+        .then((q) => q.execute('quit'))
+        .catch(() => undefined);
+      if (!(await exitWithin(this.process, 1000))) {
+        how = 'killed';
+        this.process.kill('SIGKILL');
+        await this.exited;
+      }
+    }
+    this.#qmp?.close();
+    await this.virtiofsd?.stop(1000);
+    await this.#forwardConsole();
+    await rm(this.runDir, { recursive: true, force: true });
+    this.log.info('sandbox VM stopped', { how, ms: Math.round(performance.now() - started) });
+  }
+}

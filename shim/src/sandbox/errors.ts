@@ -1,0 +1,44 @@
+// Errors of the host side of a sandbox, with the context a user needs.
+import { status, type ServiceError } from '@grpc/grpc-js';
+
+/** A call to the agent failed; `code` is the gRPC status the agent (or the transport) gave. */
+export class AgentCallError extends Error {
+  constructor(
+    readonly method: string,
+    readonly code: status,
+    readonly details: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`agent ${method}: ${status[code] ?? code}: ${details}`, options);
+    this.name = 'AgentCallError';
+  }
+
+  static from(method: string, err: unknown): AgentCallError {
+    if (err instanceof AgentCallError) return err;
+    const e = err as Partial<ServiceError>;
+    return new AgentCallError(method, e.code ?? status.UNKNOWN, e.details ?? (err as Error).message ?? String(err), { cause: err });
+  }
+}
+
+/** The VM went away while something was waiting on it. */
+export class SandboxDeadError extends Error {
+  constructor(
+    readonly sandboxId: string,
+    readonly during: string,
+    readonly detail: string,
+  ) {
+    super(`sandbox ${sandboxId}: the VM exited during ${during}${detail ? `: ${detail}` : ''}`);
+    this.name = 'SandboxDeadError';
+  }
+}
+
+export class BootTimeoutError extends Error {
+  constructor(
+    readonly sandboxId: string,
+    readonly deadlineMs: number,
+    readonly lastError: string,
+  ) {
+    super(`sandbox ${sandboxId}: the agent did not answer within ${deadlineMs} ms of QEMU starting (last error: ${lastError})`);
+    this.name = 'BootTimeoutError';
+  }
+}

@@ -1,0 +1,223 @@
+// A sandbox seen from the host: one VM with its agent, holding containers.
+// Knows nothing of containerd; the shim and the demo build on it.
+import { createHash, randomInt } from 'node:crypto';
+import { readFile, stat, mkdir, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type net from 'node:net';
+import type { Logger } from '../../../common/log.js';
+import { loadNative, type NativeAddon } from '../../../native/native.js';
+import { chooseAccel, chooseChannel, probeHost, type HostProbe } from '../hypervisor/accel.js';
+import { FAST_BOOT_CMDLINE, ROOTFS_CMDLINE } from '../hypervisor/qemu-args.js';
+import { QemuVm } from '../hypervisor/vm.js';
+import type { AgentChannel, VmDescription } from '../hypervisor/vm-description.js';
+import { AgentClient } from './agent-client.js';
+import { bindMount, makeSharedMountPoint, unmountAndRemove } from './host-mounts.js';
+import { ProcessHandle } from './process-handle.js';
+import type { SandboxSettings } from './settings.js';
+import { startVsockProxy } from './vsock-proxy.js';
+
+export const SHARED_FS_TAG = 'kataShared';
+export const SERIAL_PORT_NAME = 'agent.channel.0';
+export const AGENT_VSOCK_PORT = 1024;
+
+/** Milliseconds from QEMU spawn (host clock) to each boot phase. */
+export interface BootTimeline {
+  accel: string;
+  channel: string;
+  kernelStartMs: number;
+  initMs: number;
+  agentListeningMs: number;
+  agentAnsweredMs: number;
+  sandboxReadyMs: number;
+}
+
+export interface ContainerOptions {
+  /** The container's OCI runtime spec (its root.path is replaced). */
+  spec: Record<string, unknown>;
+  /** Host directory holding the container's root filesystem. */
+  rootfs: string;
+}
+
+/** A short, socket-path-safe directory name for an id. */
+function dirName(id: string): string {
+  return id.length <= 40 ? id : createHash('sha256').update(id).digest('hex').slice(0, 40);
+}
+
+export class Sandbox {
+  readonly #containers = new Set<string>();
+  #stopped: Promise<void> | undefined;
+
+  private constructor(
+    readonly id: string,
+    readonly vm: QemuVm,
+    readonly agent: AgentClient,
+    readonly timeline: BootTimeline,
+    private readonly sharedDir: string,
+    private readonly settings: SandboxSettings,
+    private readonly native: NativeAddon,
+    private readonly proxy: net.Server | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  /** Boots the VM, waits for the agent and creates the sandbox in the guest. Leaves nothing behind on failure. */
+  static async start(id: string, settings: SandboxSettings, log: Logger, probe: HostProbe = probeHost()): Promise<Sandbox> {
+    const accel = chooseAccel(settings.accel, probe);
+    const channel = chooseChannel(settings.agentChannel, probe);
+    log.info('sandbox accel', { sandbox: id, accel: accel.value, reason: accel.reason });
+    if (accel.value === 'tcg') log.warn('sandbox runs under TCG software emulation', { sandbox: id, reason: accel.reason });
+    log.info('sandbox agent channel', { sandbox: id, channel: channel.value, reason: channel.reason });
+
+    const native = loadNative();
+    const vmDir = join(settings.runRoot, 'vm', dirName(id));
+    const sharedDir = join(settings.runRoot, 'shared', dirName(id));
+    const agentSocket = join(vmDir, 'agent.sock');
+    const agentChannel: AgentChannel =
+      channel.value === 'vsock'
+        ? { kind: 'vsock', guestCid: randomInt(3, 0x7fffffff) }
+        : { kind: 'serial', socketPath: agentSocket, portName: SERIAL_PORT_NAME };
+    const image = await stat(settings.imagePath);
+    const description: VmDescription = {
+      name: id,
+      qemuBinary: settings.qemuBinary,
+      accel: accel.value,
+      ...(accel.value === 'tcg' ? { tcgTranslationBufferMiB: 64 } : {}),
+      cpus: settings.cpus,
+      maxCpus: Math.max(settings.maxCpus, settings.cpus),
+      memoryMiB: settings.memoryMiB,
+      maxMemoryMiB: Math.max(settings.maxMemoryMiB, settings.memoryMiB),
+      memorySlots: 2,
+      ...(settings.firmware ? { firmware: settings.firmware } : {}),
+      kernel: {
+        path: settings.kernelPath,
+        cmdline: [
+          ...FAST_BOOT_CMDLINE,
+          ...ROOTFS_CMDLINE,
+          `kata_ts.channel=${channel.value}`,
+          ...(settings.debug ? ['kata_ts.log=debug'] : []),
+          ...settings.kernelParams,
+        ],
+      },
+      rootfsImage: { path: settings.imagePath, sizeBytes: image.size },
+      sharedFs: { socketPath: join(vmDir, 'virtiofsd.sock'), tag: SHARED_FS_TAG },
+      agentChannel,
+      consoleLogPath: join(vmDir, 'console.log'),
+      qmpSocketPath: join(vmDir, 'qmp.sock'),
+      pidFilePath: join(vmDir, 'qemu.pid'),
+    };
+
+    await makeSharedMountPoint(native, sharedDir);
+    let vm: QemuVm | undefined;
+    let proxy: net.Server | undefined;
+    let agent: AgentClient | undefined;
+    try {
+      vm = await QemuVm.launch({
+        description,
+        runDir: vmDir,
+        virtiofsd: { binary: settings.virtiofsdBinary, sharedDir, cache: settings.virtiofsCache },
+        log: log.child({ sandbox: id }),
+      });
+      if (agentChannel.kind === 'vsock') proxy = await startVsockProxy(native, agentSocket, agentChannel.guestCid, AGENT_VSOCK_PORT);
+      const theVm = vm;
+      agent = new AgentClient({
+        sandboxId: id,
+        socketPath: agentSocket,
+        vmExited: vm.exited,
+        deathDetail: () => theVm.stderr() || 'see the guest console log',
+        defaultTimeoutMs: settings.callTimeoutMs,
+      });
+      await agent.waitReady(Date.now() + settings.bootTimeoutMs, settings.bootTimeoutMs);
+      const answered = performance.now();
+      const details = await agent.call('getGuestDetails', {});
+      const detailsAt = performance.now();
+      await agent.call('createSandbox', { sandboxId: id, hostname: '', sharedFsTag: SHARED_FS_TAG });
+      const ready = performance.now();
+      // The guest clock starts with the kernel; the reply's uptime was read about midway through the call.
+      const kernelStart = (answered + detailsAt) / 2 - details.uptimeMs - vm.spawnedAt;
+      const timeline: BootTimeline = {
+        accel: accel.value,
+        channel: channel.value,
+        kernelStartMs: Math.round(kernelStart),
+        initMs: Math.round(kernelStart + details.initUptimeMs),
+        agentListeningMs: Math.round(kernelStart + details.agentListeningUptimeMs),
+        agentAnsweredMs: Math.round(answered - vm.spawnedAt),
+        sandboxReadyMs: Math.round(ready - vm.spawnedAt),
+      };
+      log.info('sandbox ready', { sandbox: id, ...timeline, guestKernel: details.kernelRelease });
+      return new Sandbox(id, vm, agent, timeline, sharedDir, settings, native, proxy, log.child({ sandbox: id }));
+    } catch (err) {
+      const consoleTail = await readFile(description.consoleLogPath, 'utf8').catch(() => '');
+      log.error('sandbox failed to start', { sandbox: id, error: (err as Error).message, console: consoleTail.slice(-2000) || undefined });
+      agent?.close();
+      proxy?.close();
+      await vm?.stop({ gracefulMs: 0 });
+      await unmountAndRemove(native, sharedDir).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  #rootfsTarget(containerId: string): string {
+    return join(this.sharedDir, containerId, 'rootfs');
+  }
+
+  /** Shares the rootfs into the VM and creates the container (not started) in the guest. */
+  async createContainer(containerId: string, o: ContainerOptions): Promise<void> {
+    const target = this.#rootfsTarget(containerId);
+    await bindMount(this.native, o.rootfs, target);
+    try {
+      await this.agent.call('createContainer', {
+        containerId,
+        ociSpecJson: JSON.stringify(o.spec),
+        rootfsPath: `${containerId}/rootfs`,
+      });
+      this.#containers.add(containerId);
+    } catch (err) {
+      await this.#unshare(containerId);
+      throw err;
+    }
+  }
+
+  async #unshare(containerId: string): Promise<void> {
+    await unmountAndRemove(this.native, this.#rootfsTarget(containerId));
+    await rmdir(join(this.sharedDir, containerId)).catch(() => undefined);
+  }
+
+  /** Starts the container's main process. Its output streams are attached before it runs. */
+  async startContainer(containerId: string): Promise<{ pid: number; process: ProcessHandle }> {
+    const process = new ProcessHandle(this.agent, containerId, '');
+    const { pid } = await this.agent.call('startContainer', { containerId });
+    return { pid, process };
+  }
+
+  async exec(containerId: string, execId: string, processSpec: Record<string, unknown>): Promise<{ pid: number; process: ProcessHandle }> {
+    const res = this.agent.call('execProcess', { containerId, execId, processJson: JSON.stringify(processSpec) });
+    // The output streams wait in the agent until the process exists.
+    const { pid } = await res;
+    return { pid, process: new ProcessHandle(this.agent, containerId, execId) };
+  }
+
+  async removeContainer(containerId: string, force = false): Promise<void> {
+    await this.agent.call('removeContainer', { containerId, force });
+    this.#containers.delete(containerId);
+    await this.#unshare(containerId);
+  }
+
+  /** Stops every container and the VM; removes every mount, socket and directory of the sandbox. */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      await this.vm.stop({
+        graceful: () => this.agent.call('destroySandbox', { gracePeriodMs: 1000 }, this.settings.shutdownTimeoutMs),
+        gracefulMs: this.settings.shutdownTimeoutMs,
+      });
+      this.agent.close();
+      this.proxy?.close();
+      for (const containerId of this.#containers) await this.#unshare(containerId);
+      this.#containers.clear();
+      await unmountAndRemove(this.native, this.sharedDir);
+    })();
+    return this.#stopped;
+  }
+}
+
+export async function ensureRunRoot(settings: SandboxSettings): Promise<void> {
+  await mkdir(settings.runRoot, { recursive: true, mode: 0o711 });
+}

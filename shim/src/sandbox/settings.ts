@@ -1,0 +1,49 @@
+// What a sandbox is built from, and the defaults. The containerd shim fills
+// these from its configuration file; the demo and tests from the build folder.
+import type { AccelSetting, ChannelSetting } from '../hypervisor/accel.js';
+
+export interface SandboxSettings {
+  qemuBinary: string;
+  virtiofsdBinary: string;
+  /** Firmware; qboot boots the PVH kernel fastest. Empty = QEMU's default BIOS. */
+  firmware: string;
+  kernelPath: string;
+  imagePath: string;
+  /** Extra kernel command-line words. */
+  kernelParams: string[];
+  accel: AccelSetting;
+  agentChannel: ChannelSetting;
+  cpus: number;
+  maxCpus: number;
+  memoryMiB: number;
+  maxMemoryMiB: number;
+  /** From QEMU start until the agent must answer. */
+  bootTimeoutMs: number;
+  /** Deadline of an ordinary agent call. */
+  callTimeoutMs: number;
+  /** How long the guest gets to power off before QEMU is quit and killed. */
+  shutdownTimeoutMs: number;
+  /** Per-sandbox directories live below this. */
+  runRoot: string;
+  virtiofsCache: 'auto' | 'always' | 'none';
+  debug: boolean;
+}
+
+export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'> = {
+  qemuBinary: '/usr/bin/qemu-system-x86_64',
+  virtiofsdBinary: '/usr/lib/qemu/virtiofsd',
+  firmware: '/usr/share/qemu/qboot.rom',
+  kernelParams: [],
+  accel: 'auto',
+  agentChannel: 'auto',
+  cpus: 1,
+  maxCpus: 4,
+  memoryMiB: 256,
+  maxMemoryMiB: 4096,
+  bootTimeoutMs: 20_000,
+  callTimeoutMs: 30_000,
+  shutdownTimeoutMs: 3_000,
+  runRoot: '/run/kata-ts',
+  virtiofsCache: 'auto',
+  debug: false,
+};

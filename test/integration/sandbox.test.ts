@@ -1,0 +1,149 @@
+// Real sandboxes: QEMU (TCG here) booted from the images in build/, the real
+// agent, crun in the guest. Each test boots its own VM and checks that
+// nothing of it is left afterwards.
+import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentCallError, SandboxDeadError } from '../../shim/src/sandbox/errors.js';
+import { defaultSpec } from '../../shim/src/sandbox/default-spec.js';
+import { processSpec } from '../../shim/src/sandbox/default-spec.js';
+import type { Sandbox } from '../../shim/src/sandbox/sandbox.js';
+import { BUSYBOX_ROOTFS, collect, remainsOf, startSandbox, testSettings } from '../helpers/sandbox-harness.js';
+
+let sandbox: Sandbox | undefined;
+
+afterEach(async () => {
+  if (!sandbox) return;
+  const s = sandbox;
+  sandbox = undefined;
+  await s.stop();
+  expect(remainsOf(s)).toEqual({ processes: [], mounts: [], paths: [] });
+});
+
+async function run(args: string[], extra: Parameters<typeof defaultSpec>[0] extends infer O ? Partial<O> : never = {}) {
+  sandbox ??= await startSandbox();
+  const id = `c${randomBytes(3).toString('hex')}`;
+  await sandbox.createContainer(id, { spec: defaultSpec({ args, ...extra }), rootfs: BUSYBOX_ROOTFS });
+  const { pid, process } = await sandbox.startContainer(id);
+  return { id, pid, process };
+}
+
+describe('a container in a sandbox VM', () => {
+  it('prints the output of echo', async () => {
+    const { process } = await run(['echo', 'hello']);
+    const [out, exit] = await Promise.all([collect(process.stdout), process.wait()]);
+    expect(out.toString()).toBe('hello\n');
+    expect(exit.status).toBe(0);
+  });
+
+  it('reports the exit code', async () => {
+    const { process } = await run(['sh', '-c', 'echo to-stderr >&2; exit 3']);
+    const [err, exit] = await Promise.all([collect(process.stderr), process.wait()]);
+    expect(err.toString()).toBe('to-stderr\n');
+    expect(exit.status).toBe(3);
+  });
+
+  it('reports 128+signal for SIGTERM and SIGKILL', async () => {
+    sandbox = await startSandbox();
+    // PID 1 of a pid namespace ignores SIGTERM unless it handles it (as with runc), so this sleep shares the guest's.
+    const spec = defaultSpec({ args: ['sleep', '100'] }) as { linux: { namespaces: { type: string }[] } };
+    spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== 'pid');
+    await sandbox.createContainer('term', { spec, rootfs: BUSYBOX_ROOTFS });
+    const term = await sandbox.startContainer('term');
+    await term.process.signal(15);
+    expect((await term.process.wait()).status).toBe(143);
+
+    await sandbox.createContainer('kill', { spec: defaultSpec({ args: ['sleep', '100'] }), rootfs: BUSYBOX_ROOTFS });
+    const kill = await sandbox.startContainer('kill');
+    await kill.process.signal(9);
+    expect((await kill.process.wait()).status).toBe(137);
+  });
+
+  it('passes 1 MiB through cat byte for byte', async () => {
+    const input = randomBytes(1024 * 1024);
+    const { process } = await run(['cat']);
+    const out = collect(process.stdout);
+    await process.pipeFrom([input]);
+    const exit = await process.wait();
+    expect(exit.status).toBe(0);
+    const hash = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    expect(hash(await out)).toBe(hash(input));
+  });
+
+  it('delivers 10 MB of output completely before the exit status', async () => {
+    const { process } = await run(['sh', '-c', 'yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c 10000000']);
+    const out = collect(process.stdout);
+    const exit = await process.wait();
+    // wait() resolves only after the last byte reached the host-side stream.
+    expect((process.stdout as unknown as { writableEnded: boolean }).writableEnded).toBe(true);
+    expect(exit.status).toBe(0);
+    const expected = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ\n'.repeat(Math.ceil(10_000_000 / 63))).subarray(0, 10_000_000);
+    const got = await out;
+    expect(got.length).toBe(10_000_000);
+    expect(got.equals(expected)).toBe(true);
+  });
+
+  it('runs on the guest kernel, not the host one', async () => {
+    const { process } = await run(['uname', '-r']);
+    const out = (await collect(process.stdout)).toString().trim();
+    await process.wait();
+    expect(out).not.toBe(os.release());
+    expect(out).toMatch(/kata-ts/);
+  });
+
+  it('runs an exec beside the running main process', async () => {
+    const { id, process: main } = await run(['sleep', '100']);
+    const { pid, process: exec } = await sandbox!.exec(id, 'e1', processSpec({ args: ['sh', '-c', 'echo from-exec; ps -o comm | grep -c sleep'] }));
+    expect(pid).toBeGreaterThan(0);
+    const out = collect(exec.stdout);
+    expect((await exec.wait()).status).toBe(0);
+    expect((await out).toString()).toBe('from-exec\n1\n');
+    await main.signal(9);
+    expect((await main.wait()).status).toBe(137);
+  });
+
+  it('gives a tty that reports its new size after a resize', async () => {
+    const { process } = await run(['sh', '-c', 'stty size; read line; stty size'], { terminal: true, consoleSize: { height: 24, width: 80 } });
+    let text = '';
+    process.stdout.on('data', (c: Buffer) => (text += c.toString()));
+    await expect.poll(() => text, { timeout: 30_000 }).toContain('24 80');
+    await process.resize(40, 100);
+    await process.write(Buffer.from('\n'));
+    const exit = await process.wait();
+    expect(exit.status).toBe(0);
+    expect(text).toContain('40 100');
+  });
+
+  it('fails fast with a clear error for a command that does not exist', async () => {
+    sandbox = await startSandbox();
+    const started = Date.now();
+    const err = await sandbox
+      .createContainer('missing', { spec: defaultSpec({ args: ['no-such-command'] }), rootfs: BUSYBOX_ROOTFS })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AgentCallError);
+    expect((err as AgentCallError).code).toBe(5 /* NOT_FOUND */);
+    expect((err as Error).message).toContain('no-such-command');
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('fails a pending call with a clear error when the VM dies', async () => {
+    const { process } = await run(['sleep', '100']);
+    const waiting = process.wait().catch((e: unknown) => e);
+    sandbox!.vm.process.kill('SIGKILL');
+    expect(await waiting).toBeInstanceOf(SandboxDeadError);
+  });
+});
+
+describe('a sandbox that cannot boot', () => {
+  it('leaves nothing behind', async () => {
+    const settings = testSettings({ kernelPath: '/nonexistent/vmlinux' });
+    const before = existsSync(`${settings.runRoot}/vm`) ? readdirSync(`${settings.runRoot}/vm`) : [];
+    const { startSandbox: start } = await import('../helpers/sandbox-harness.js');
+    await expect(start({ kernelPath: '/nonexistent/vmlinux' })).rejects.toThrow(/could not open kernel file|nonexistent/);
+    const after = existsSync(`${settings.runRoot}/vm`) ? readdirSync(`${settings.runRoot}/vm`) : [];
+    expect(after).toEqual(before);
+    expect(execFileSync('sh', ['-c', `grep -c ${settings.runRoot} /proc/self/mountinfo || true`]).toString().trim()).toBe('0');
+  });
+});
