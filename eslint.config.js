@@ -12,6 +12,10 @@ export default tseslint.config(
     },
   },
   {
+    files: ['**/*.mjs', '**/*.js'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
+  {
     // The agent runs in the guest and must never pull in host code.
     files: ['agent/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: ['**/shim/**'] }] },
