@@ -67,7 +67,7 @@ $(BUILD)/tools/write-pfn-info.mjs: images/rootfs/write-pfn-info.ts images/rootfs
 	npx esbuild images/rootfs/write-pfn-info.ts --bundle --platform=node --format=esm --log-level=warning --outfile=$@
 
 rootfs: $(ROOTFS)
-$(ROOTFS): images/rootfs/build.sh images/rootfs/init.c $(AGENT_BUNDLE) $(ADDON) $(BUILD)/tools/write-pfn-info.mjs $(BUILD)/.apt-stamp
+$(ROOTFS): images/rootfs/build.sh images/rootfs/init.c agent/loader/agent-loader.cjs $(AGENT_BUNDLE) $(ADDON) $(BUILD)/tools/write-pfn-info.mjs $(BUILD)/.apt-stamp
 	bash images/rootfs/build.sh $@ $(AGENT_BUNDLE) $(ADDON) $(BUILD)/tools/write-pfn-info.mjs
 
 $(BUSYBOX_ROOTFS): images/oci/build-busybox-rootfs.sh $(BUILD)/.apt-stamp

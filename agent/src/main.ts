@@ -1,5 +1,6 @@
 // kata-ts agent entry point: runs as the child of the guest init, serves the
 // Agent gRPC service on the virtio-serial port and/or vsock.
+import { readFile } from 'node:fs/promises';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { createLogger, parseLogLevel } from '../../common/log.js';
 import { loadNative } from '../../native/native.js';
@@ -7,13 +8,14 @@ import { AgentService } from '../../proto/gen/agent.js';
 import { findSerialPort, listenVsock, serveSerialPort } from './channels.js';
 import { DEFAULT_PATHS, Sandbox } from './sandbox.js';
 import { createAgentService, uptimeMs } from './service.js';
+import { checkVsock } from './vsock-check.js';
+import { warmUp } from './warm-up.js';
 
 export const SERIAL_PORT_NAME = 'agent.channel.0';
 export const VSOCK_PORT = 1024;
 
 /** Reads `kata_ts.<key>=value` options from the kernel command line. */
 async function kernelOptions(): Promise<Map<string, string>> {
-  const { readFile } = await import('node:fs/promises');
   const cmdline = await readFile('/proc/cmdline', 'utf8').catch(() => '');
   const out = new Map<string, string>();
   for (const word of cmdline.trim().split(/\s+/)) {
@@ -84,7 +86,17 @@ async function waitForSerialPort(): Promise<string> {
   }
 }
 
-main().catch((err: Error) => {
-  process.stderr.write(`kata-ts agent failed: ${err.stack ?? err.message}\n`);
-  process.exit(1);
-});
+// While the image build makes the V8 code cache, the agent only serves itself a few calls (warm-up.ts).
+const makingCodeCache = process.env.KATA_TS_MAKE_CODE_CACHE === '1';
+const entry = process.argv[2] === 'check-vsock' ? () => checkVsock(Number(process.argv[3] ?? VSOCK_PORT)) : main;
+const started = makingCodeCache ? warmUp() : entry();
+(globalThis as { __kataTsStarted?: Promise<void> }).__kataTsStarted = started;
+started.then(
+  () => {
+    if (process.argv[2] === 'check-vsock') process.exit(0);
+  },
+  (err: Error) => {
+    process.stderr.write(`kata-ts agent failed: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  },
+);

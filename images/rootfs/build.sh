@@ -38,6 +38,9 @@ for applet in $("$tree/usr/bin/busybox" --list); do
   [ -e "$tree/usr/bin/$applet" ] || ln -s busybox "$tree/usr/bin/$applet"
 done
 install -m 0644 "$agent" "$tree/usr/lib/kata-ts/agent.cjs"
+install -m 0644 "$here/../../agent/loader/agent-loader.cjs" "$tree/usr/lib/kata-ts/agent-loader.cjs"
+# V8 code cache for the bundle, made with the same node binary the guest runs.
+KATA_TS_MAKE_CODE_CACHE=1 "$tree/usr/bin/node" "$tree/usr/lib/kata-ts/agent-loader.cjs"
 install -m 0755 "$addon" "$tree/usr/lib/kata-ts/kata_ts_native.node"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$tree/etc/passwd"
 printf 'root:x:0:\n' > "$tree/etc/group"

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #define AGENT_NODE "/usr/bin/node"
-#define AGENT_SCRIPT "/usr/lib/kata-ts/agent.cjs"
+#define AGENT_SCRIPT "/usr/lib/kata-ts/agent-loader.cjs"
 
 static void say(const char *msg) {
   int fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);

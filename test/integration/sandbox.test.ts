@@ -10,7 +10,7 @@ import { AgentCallError, SandboxDeadError } from '../../shim/src/sandbox/errors.
 import { defaultSpec } from '../../shim/src/sandbox/default-spec.js';
 import { processSpec } from '../../shim/src/sandbox/default-spec.js';
 import type { Sandbox } from '../../shim/src/sandbox/sandbox.js';
-import { BUSYBOX_ROOTFS, collect, remainsOf, startSandbox, testSettings } from '../helpers/sandbox-harness.js';
+import { BUSYBOX_ROOTFS, REPO, collect, remainsOf, startSandbox, testSettings } from '../helpers/sandbox-harness.js';
 
 let sandbox: Sandbox | undefined;
 
@@ -145,5 +145,21 @@ describe('a sandbox that cannot boot', () => {
     const after = existsSync(`${settings.runRoot}/vm`) ? readdirSync(`${settings.runRoot}/vm`) : [];
     expect(after).toEqual(before);
     expect(execFileSync('sh', ['-c', `grep -c ${settings.runRoot} /proc/self/mountinfo || true`]).toString().trim()).toBe('0');
+  });
+});
+
+describe('the agent vsock listener', () => {
+  it('answers over vsock loopback inside the guest', async () => {
+    sandbox = await startSandbox({ kernelParams: ['kata_ts.channel=serial,vsock'] });
+    // The guest image's own tree has node and the agent bundle, whose check-vsock mode is a vsock client.
+    const spec = defaultSpec({ args: ['/usr/bin/node', '/usr/lib/kata-ts/agent.cjs', 'check-vsock', '1024'] });
+    await sandbox.createContainer('probe', { spec, rootfs: `${REPO}/build/rootfs.img.tree` });
+    const { process } = await sandbox.startContainer('probe');
+    const [out, err, exit] = await Promise.all([collect(process.stdout), collect(process.stderr), process.wait()]);
+    expect(err.toString()).toBe('');
+    expect(exit.status).toBe(0);
+    const details = JSON.parse(out.toString()) as { kernelRelease: string; channel: string };
+    expect(details.kernelRelease).toMatch(/kata-ts/);
+    expect(details.channel).toBe('serial,vsock');
   });
 });

@@ -14,7 +14,7 @@ import { AgentClient } from './agent-client.js';
 import { bindMount, makeSharedMountPoint, unmountAndRemove } from './host-mounts.js';
 import { ProcessHandle } from './process-handle.js';
 import type { SandboxSettings } from './settings.js';
-import { startVsockProxy } from './vsock-proxy.js';
+import { startVsockProxy } from '../../../native/vsock-proxy.js';
 
 export const SHARED_FS_TAG = 'kataShared';
 export const SERIAL_PORT_NAME = 'agent.channel.0';
@@ -80,7 +80,7 @@ export class Sandbox {
       name: id,
       qemuBinary: settings.qemuBinary,
       accel: accel.value,
-      ...(accel.value === 'tcg' ? { tcgTranslationBufferMiB: 64 } : {}),
+      ...(accel.value === 'tcg' ? { tcgTranslationBufferMiB: settings.tcgTranslationBufferMiB } : {}),
       cpus: settings.cpus,
       maxCpus: Math.max(settings.maxCpus, settings.cpus),
       memoryMiB: settings.memoryMiB,

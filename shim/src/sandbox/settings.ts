@@ -26,6 +26,8 @@ export interface SandboxSettings {
   /** Per-sandbox directories live below this. */
   runRoot: string;
   virtiofsCache: 'auto' | 'always' | 'none';
+  /** TCG only: QEMU's translated-code buffer in MiB; it is most of QEMU's memory under TCG. */
+  tcgTranslationBufferMiB: number;
   debug: boolean;
 }
 
@@ -45,5 +47,6 @@ export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'>
   shutdownTimeoutMs: 3_000,
   runRoot: '/run/kata-ts',
   virtiofsCache: 'auto',
+  tcgTranslationBufferMiB: 64,
   debug: false,
 };

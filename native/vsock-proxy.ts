@@ -2,8 +2,8 @@
 // dials one kind of address whatever the channel: each connection to the
 // unix socket is spliced to a fresh AF_VSOCK connection to the guest.
 import net from 'node:net';
-import type { NativeAddon } from '../../../native/native.js';
-import { socketFromFd } from '../../../native/fd-socket.js';
+import type { NativeAddon } from './native.js';
+import { socketFromFd } from './fd-socket.js';
 
 export function startVsockProxy(native: NativeAddon, socketPath: string, guestCid: number, port: number): Promise<net.Server> {
   const server = net.createServer((client) => {
