@@ -4,15 +4,18 @@ SHELL := /bin/bash
 
 BUILD := build
 APT_PACKAGES := qemu-system-x86 e2fsprogs busybox-static crun linux-source-6.1 bc flex bison \
-	libelf-dev libssl-dev lz4 protobuf-compiler gcc libc6-dev make python3
+	libelf-dev libssl-dev lz4 protobuf-compiler libprotobuf-dev gcc libc6-dev make python3 \
+	containerd runc golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
+	golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
 AGENT_SRC := $(shell find agent/src common native -name '*.ts' 2>/dev/null)
 ADDON := native/build/Release/kata_ts_native.node
 KERNEL := $(BUILD)/vmlinux
 ROOTFS := $(BUILD)/rootfs.img
 AGENT_BUNDLE := $(BUILD)/agent/agent.cjs
 BUSYBOX_ROOTFS := $(BUILD)/busybox-rootfs/.stamp
+BUSYBOX_IMAGES := $(BUILD)/busybox-image.tar $(BUILD)/busybox-image-user.tar
 
-.PHONY: demo test bench deps apt npm native proto build images kernel rootfs lint typecheck unit integration clean
+.PHONY: demo test bench deps apt npm native proto build images kernel rootfs lint typecheck unit integration e2e clean
 
 ## demo: install everything, build the images, boot a sandbox and run a command in it
 demo: deps images build
@@ -43,17 +46,31 @@ native: $(ADDON)
 $(ADDON): native/kata_ts_native.c native/binding.gyp node_modules/.package-lock.json
 	npx node-gyp rebuild --directory native --loglevel=warn
 
-proto: proto/gen/agent.ts
+proto: proto/gen/agent.ts proto/gen/containerd/containerd.js
 proto/gen/agent.ts: proto/agent.proto proto/generate.sh node_modules/.package-lock.json
 	bash proto/generate.sh
+proto/gen/containerd/containerd.js: proto/ttrpc.proto proto/generate-containerd.sh node_modules/.package-lock.json | $(BUILD)/.apt-stamp
+	bash proto/generate-containerd.sh
 
-build: proto
+build: proto $(BUILD)/bin/containerd-shim-kata-ts-v2
 	npx tsc -p tsconfig.build.json
+	@# tsc emits only what it compiles; the protobufjs module is generated JavaScript.
+	mkdir -p dist/proto/gen/containerd && cp proto/gen/containerd/containerd.js dist/proto/gen/containerd/
 
-images: kernel rootfs $(BUSYBOX_ROOTFS)
+# containerd finds io.containerd.kata-ts.v2 as containerd-shim-kata-ts-v2 on its PATH.
+$(BUILD)/bin/containerd-shim-kata-ts-v2: Makefile
+	@mkdir -p $(dir $@)
+	printf '#!/bin/sh\nexec node %s "$$@"\n' "$(CURDIR)/dist/shim/src/cli/containerd-shim-kata-ts-v2.js" > $@
+	chmod 0755 $@
+
+## install-shim: put containerd-shim-kata-ts-v2 on PATH (/usr/local/bin) for the system containerd
+install-shim: build
+	install -m 0755 $(BUILD)/bin/containerd-shim-kata-ts-v2 /usr/local/bin/containerd-shim-kata-ts-v2
+
+images: kernel rootfs $(BUSYBOX_ROOTFS) $(BUSYBOX_IMAGES)
 
 kernel: $(KERNEL)
-$(KERNEL): images/kernel/build.sh images/kernel/config-fragment.txt $(BUILD)/.apt-stamp
+$(KERNEL): images/kernel/build.sh images/kernel/config-fragment.txt | $(BUILD)/.apt-stamp
 	bash images/kernel/build.sh $@
 
 $(AGENT_BUNDLE): $(AGENT_SRC) proto/gen/agent.ts node_modules/.package-lock.json
@@ -67,12 +84,16 @@ $(BUILD)/tools/write-pfn-info.mjs: images/rootfs/write-pfn-info.ts images/rootfs
 	npx esbuild images/rootfs/write-pfn-info.ts --bundle --platform=node --format=esm --log-level=warning --outfile=$@
 
 rootfs: $(ROOTFS)
-$(ROOTFS): images/rootfs/build.sh images/rootfs/init.c agent/loader/agent-loader.cjs $(AGENT_BUNDLE) $(ADDON) $(BUILD)/tools/write-pfn-info.mjs $(BUILD)/.apt-stamp
+$(ROOTFS): images/rootfs/build.sh images/rootfs/init.c agent/loader/agent-loader.cjs $(AGENT_BUNDLE) $(ADDON) $(BUILD)/tools/write-pfn-info.mjs | $(BUILD)/.apt-stamp
 	bash images/rootfs/build.sh $@ $(AGENT_BUNDLE) $(ADDON) $(BUILD)/tools/write-pfn-info.mjs
 
-$(BUSYBOX_ROOTFS): images/oci/build-busybox-rootfs.sh $(BUILD)/.apt-stamp
+$(BUSYBOX_ROOTFS): images/oci/build-busybox-rootfs.sh | $(BUILD)/.apt-stamp
 	bash images/oci/build-busybox-rootfs.sh $(BUILD)/busybox-rootfs
 	@touch $@
+
+# OCI image tarballs for `ctr image import` (no registry); one script run writes both.
+$(BUSYBOX_IMAGES) &: images/oci/build-busybox-image.sh $(BUSYBOX_ROOTFS)
+	bash images/oci/build-busybox-image.sh $(BUILD)/busybox-image.tar $(BUILD)/busybox-rootfs
 
 lint: npm proto
 	npx eslint .
@@ -85,6 +106,10 @@ unit: npm proto
 
 integration: images build
 	npx vitest run --project integration --reporter=default --reporter=json --outputFile.json=$(BUILD)/test-results/integration.json
+
+## e2e: a private containerd driven by the real ctr (runc baseline; kata-ts once the shim lands)
+e2e: images build
+	npx vitest run --project e2e --reporter=default --reporter=json --outputFile.json=$(BUILD)/test-results/e2e.json
 
 clean:
 	rm -rf $(BUILD) dist native/build proto/gen

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v protoc >/dev/null || { echo "protoc missing (apt-get install protobuf-compiler)" >&2; exit 1; }
-rm -rf proto/gen && mkdir -p proto/gen
+rm -f proto/gen/agent.ts && mkdir -p proto/gen
 protoc \
   --plugin=protoc-gen-ts_proto=node_modules/.bin/protoc-gen-ts_proto \
   --ts_proto_out=proto/gen \

@@ -2,13 +2,16 @@
 // torn down completely (processes, sockets, run directory), also when the
 // launch fails half way.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
 import { exitOf, exitWithin, isRunning, tail, type ExitStatus } from './child.js';
 import { renderQemuArgs } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
 import type { VmDescription } from './vm-description.js';
 import { Virtiofsd, type VirtiofsdOptions } from './virtiofsd.js';
+
+export const VIRTIOFSD_PIDFILE = 'virtiofsd.pid';
 
 export class VmError extends Error {
   constructor(
@@ -77,6 +80,8 @@ export class QemuVm {
         child.once('error', (err) => reject(new VmError(d.name, `cannot run ${d.qemuBinary}: ${err.message}`, { cause: err })));
       });
       const vm = new QemuVm(d.name, child, virtiofsd, d, o.runDir, spawnedAt, o.log);
+      // QEMU writes its own pidfile; virtiofsd's is ours, so a cleanup without this process can find both.
+      if (virtiofsd?.pid) await writeFile(join(o.runDir, VIRTIOFSD_PIDFILE), String(virtiofsd.pid));
       o.log.info('qemu started', { pid: child.pid, accel: d.accel, channel: d.agentChannel.kind, virtiofsd: virtiofsd?.pid });
       return vm;
     } catch (err) {

@@ -43,6 +43,11 @@ function dirName(id: string): string {
   return id.length <= 40 ? id : createHash('sha256').update(id).digest('hex').slice(0, 40);
 }
 
+/** Where a sandbox keeps its VM files and its shared directory. */
+export function sandboxDirs(runRoot: string, id: string): { vmDir: string; sharedDir: string } {
+  return { vmDir: join(runRoot, 'vm', dirName(id)), sharedDir: join(runRoot, 'shared', dirName(id)) };
+}
+
 export class Sandbox {
   readonly #containers = new Set<string>();
   #stopped: Promise<void> | undefined;
@@ -68,8 +73,7 @@ export class Sandbox {
     log.info('sandbox agent channel', { sandbox: id, channel: channel.value, reason: channel.reason });
 
     const native = loadNative();
-    const vmDir = join(settings.runRoot, 'vm', dirName(id));
-    const sharedDir = join(settings.runRoot, 'shared', dirName(id));
+    const { vmDir, sharedDir } = sandboxDirs(settings.runRoot, id);
     const agentSocket = join(vmDir, 'agent.sock');
     const agentChannel: AgentChannel =
       channel.value === 'vsock'

@@ -1,0 +1,392 @@
+// The containerd shim v2 Task service: translates Task API calls into sandbox
+// operations and keeps the per-task bookkeeping. One shim serves one sandbox
+// (VM) with any number of tasks; the first Create boots the VM.
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import type { Logger } from '../../../common/log.js';
+import { containerd, google } from '../../../proto/gen/containerd/containerd.js';
+import { AgentCallError, SandboxDeadError } from '../sandbox/errors.js';
+import type { ProcessHandle } from '../sandbox/process-handle.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
+import { Code, TtrpcError } from '../ttrpc/status.js';
+import { containerKind, sandboxIdOf } from './annotations.js';
+import { type EventPublisher, timestamp } from './events.js';
+import { metricsAny } from './metrics.js';
+import { ProcessState, TaskStatus, type ExitRecord } from './process-state.js';
+import { mountRootfs, unmountRootfs } from './rootfs.js';
+import { ProcessStdio } from './stdio.js';
+
+import v2 = containerd.task.v2;
+
+export const SHIM_VERSION = 'kata-ts 0.1.0';
+const PROCESS_SPEC_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
+
+interface ProcessRecord {
+  state: ProcessState;
+  stdio: ProcessStdio;
+  handle?: ProcessHandle;
+  /** OCI process of an exec. */
+  spec?: Record<string, unknown>;
+}
+
+interface Task {
+  id: string;
+  bundle: string;
+  rootfs: string;
+  mountedRootfs: boolean;
+  init: ProcessRecord;
+  execs: Map<string, ProcessRecord>;
+}
+
+export interface TaskServiceDeps {
+  namespace: string;
+  log: Logger;
+  events: EventPublisher;
+  /** Boots the sandbox VM for the first task; the spec sizes it. */
+  startSandbox: (sandboxId: string, spec: OciSpecLike) => Promise<Sandbox>;
+  /** Called after Shutdown answered, when no task is left. */
+  onShutdown: () => void;
+}
+
+export interface OciSpecLike {
+  root?: { path?: string };
+  annotations?: Record<string, string>;
+  linux?: { resources?: Record<string, unknown> };
+  [key: string]: unknown;
+}
+
+const ID = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
+const sleepingExit = (signal: number): ExitRecord => ({ status: 128 + signal, at: new Date() });
+
+/** Turns a sandbox failure into the ttrpc error containerd acts on. */
+export function toTtrpcError(err: unknown): TtrpcError {
+  if (err instanceof TtrpcError) return err;
+  if (err instanceof AgentCallError) return new TtrpcError(err.code as number as Code, err.message);
+  if (err instanceof SandboxDeadError) return new TtrpcError(Code.UNAVAILABLE, err.message);
+  return new TtrpcError(Code.UNKNOWN, (err as Error)?.message ?? String(err));
+}
+
+export class TaskService {
+  readonly #tasks = new Map<string, Task>();
+  #sandbox: Promise<Sandbox> | undefined;
+
+  constructor(private readonly deps: TaskServiceDeps) {}
+
+  #task(id: string): Task {
+    const t = this.#tasks.get(id);
+    if (!t) throw new TtrpcError(Code.NOT_FOUND, `task ${id} not found`);
+    return t;
+  }
+
+  #process(id: string, execId: string): ProcessRecord {
+    const t = this.#task(id);
+    if (!execId) return t.init;
+    const p = t.execs.get(execId);
+    if (!p) throw new TtrpcError(Code.NOT_FOUND, `exec ${execId} of task ${id} not found`);
+    return p;
+  }
+
+  async #sandboxFor(taskId: string, spec: OciSpecLike): Promise<Sandbox> {
+    if (!this.#sandbox) {
+      if (containerKind(spec.annotations) === 'pod-container')
+        throw new TtrpcError(Code.FAILED_PRECONDITION, `task ${taskId} belongs to pod sandbox ${sandboxIdOf(taskId, spec.annotations)}, which this shim does not run`);
+      this.#sandbox = this.deps.startSandbox(sandboxIdOf(taskId, spec.annotations), spec);
+      this.#sandbox.catch(() => (this.#sandbox = undefined));
+    }
+    return this.#sandbox;
+  }
+
+  get taskCount(): number {
+    return this.#tasks.size;
+  }
+
+  async create(req: v2.CreateTaskRequest): Promise<v2.ICreateTaskResponse> {
+    if (!ID.test(req.id)) throw new TtrpcError(Code.INVALID_ARGUMENT, `task id ${JSON.stringify(req.id)} is not valid`);
+    if (this.#tasks.has(req.id)) throw new TtrpcError(Code.ALREADY_EXISTS, `task ${req.id} already exists`);
+    if (req.checkpoint) throw new TtrpcError(Code.UNIMPLEMENTED, 'restoring from a checkpoint is not supported by kata-ts');
+    let spec: OciSpecLike;
+    try {
+      spec = JSON.parse(await readFile(join(req.bundle, 'config.json'), 'utf8')) as OciSpecLike;
+    } catch (err) {
+      throw new TtrpcError(Code.INVALID_ARGUMENT, `cannot read the OCI spec of ${req.id}: ${(err as Error).message}`);
+    }
+    const rootPath = spec.root?.path ?? 'rootfs';
+    const rootfs = isAbsolute(rootPath) ? rootPath : join(req.bundle, rootPath);
+    const log = this.deps.log.child({ id: req.id });
+    if (req.rootfs.length > 0) await mountRootfs(req.rootfs, rootfs);
+    try {
+      const sandbox = await this.#sandboxFor(req.id, spec);
+      await sandbox.createContainer(req.id, { spec, rootfs });
+      const stdio = new ProcessStdio({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, log);
+      const task: Task = {
+        id: req.id,
+        bundle: req.bundle,
+        rootfs,
+        mountedRootfs: req.rootfs.length > 0,
+        init: { state: new ProcessState(`task ${req.id}`), stdio },
+        execs: new Map(),
+      };
+      this.#tasks.set(req.id, task);
+      const pid = sandbox.vm.pid ?? 0;
+      this.deps.events.publish({
+        topic: '/tasks/create',
+        type: 'TaskCreate',
+        event: {
+          containerId: req.id,
+          bundle: req.bundle,
+          rootfs: req.rootfs,
+          io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+          pid,
+        },
+      });
+      log.info('task created', { sandbox: sandbox.id });
+      return { pid };
+    } catch (err) {
+      if (req.rootfs.length > 0) await unmountRootfs(rootfs).catch(() => undefined);
+      throw toTtrpcError(err);
+    }
+  }
+
+  async start(req: v2.StartRequest): Promise<v2.IStartResponse> {
+    const task = this.#task(req.id);
+    const proc = this.#process(req.id, req.execId);
+    proc.state.beginStart();
+    const sandbox = await this.#sandbox!;
+    let started: { pid: number; process: ProcessHandle };
+    try {
+      started = req.execId ? await sandbox.exec(req.id, req.execId, proc.spec!) : await sandbox.startContainer(req.id);
+    } catch (err) {
+      throw toTtrpcError(err);
+    }
+    proc.handle = started.process;
+    await proc.stdio.attach(started.process);
+    const pid = sandbox.vm.pid ?? 0;
+    proc.state.started(pid);
+    // Published before the waiter below exists, so an early exit cannot overtake it.
+    if (req.execId) this.deps.events.publish({ topic: '/tasks/exec-started', type: 'TaskExecStarted', event: { containerId: task.id, execId: req.execId, pid } });
+    else this.deps.events.publish({ topic: '/tasks/start', type: 'TaskStart', event: { containerId: task.id, pid } });
+    void this.#awaitExit(task, req.execId, proc, started.process);
+    return { pid };
+  }
+
+  /** Records the exit only after all output reached containerd's FIFOs and they were closed. */
+  async #awaitExit(task: Task, execId: string, proc: ProcessRecord, handle: ProcessHandle): Promise<void> {
+    let exit: ExitRecord;
+    try {
+      const e = await handle.wait();
+      exit = { status: e.status, at: e.exitedAt };
+    } catch (err) {
+      this.deps.log.error('lost a process', { id: task.id, exec: execId, error: (err as Error).message });
+      exit = { status: 255, at: new Date() };
+    }
+    await proc.stdio.flushed;
+    await proc.stdio.close();
+    this.#recordExit(task, execId, proc, exit);
+  }
+
+  #recordExit(task: Task, execId: string, proc: ProcessRecord, exit: ExitRecord): void {
+    if (proc.state.status === TaskStatus.STOPPED) return;
+    proc.state.stopped(exit);
+    this.deps.events.publish({
+      topic: '/tasks/exit',
+      type: 'TaskExit',
+      event: { containerId: task.id, id: execId || task.id, pid: proc.state.pid, exitStatus: exit.status, exitedAt: timestamp(exit.at) },
+    });
+  }
+
+  async state(req: v2.StateRequest): Promise<v2.IStateResponse> {
+    const task = this.#task(req.id);
+    const proc = this.#process(req.id, req.execId);
+    const paths = proc.stdio.paths;
+    return {
+      id: req.id,
+      bundle: task.bundle,
+      pid: proc.state.pid,
+      status: proc.state.status as number,
+      stdin: paths.stdin,
+      stdout: paths.stdout,
+      stderr: paths.stderr,
+      terminal: paths.terminal,
+      exitStatus: proc.state.exit?.status ?? 0,
+      exitedAt: proc.state.exit ? timestamp(proc.state.exit.at) : null,
+      execId: req.execId,
+    };
+  }
+
+  async wait(req: v2.WaitRequest): Promise<v2.IWaitResponse> {
+    const exit = await this.#process(req.id, req.execId).state.exited;
+    return { exitStatus: exit.status, exitedAt: timestamp(exit.at) };
+  }
+
+  async kill(req: v2.KillRequest): Promise<google.protobuf.IEmpty> {
+    const task = this.#task(req.id);
+    const proc = this.#process(req.id, req.execId);
+    const status = proc.state.status;
+    if (status === TaskStatus.STOPPED) {
+      // Stopping what already stopped succeeds, so CRI's stop stays idempotent.
+      if (req.signal === 9 || req.signal === 15) return {};
+      throw new TtrpcError(Code.NOT_FOUND, `process ${req.execId || req.id} already finished`);
+    }
+    if (status === TaskStatus.CREATED) {
+      // Never started: there is no process to signal; it simply ends.
+      if (!req.execId) await (await this.#sandbox!).removeContainer(req.id, true).catch(() => undefined);
+      this.#recordExit(task, req.execId, proc, sleepingExit(req.signal));
+      return {};
+    }
+    try {
+      await proc.handle!.signal(req.signal, req.all);
+    } catch (err) {
+      throw toTtrpcError(err);
+    }
+    return {};
+  }
+
+  async exec(req: v2.ExecProcessRequest): Promise<google.protobuf.IEmpty> {
+    const task = this.#task(req.id);
+    if (!req.execId || !ID.test(req.execId)) throw new TtrpcError(Code.INVALID_ARGUMENT, `exec id ${JSON.stringify(req.execId)} is not valid`);
+    if (task.execs.has(req.execId)) throw new TtrpcError(Code.ALREADY_EXISTS, `exec ${req.execId} already exists in task ${req.id}`);
+    task.init.state.requireRunning('exec in');
+    if (req.spec?.type_url && req.spec.type_url !== PROCESS_SPEC_URL)
+      throw new TtrpcError(Code.INVALID_ARGUMENT, `exec spec has type ${req.spec.type_url}, not ${PROCESS_SPEC_URL}`);
+    let spec: Record<string, unknown>;
+    try {
+      spec = JSON.parse(Buffer.from(req.spec?.value ?? []).toString('utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new TtrpcError(Code.INVALID_ARGUMENT, `exec spec is not valid JSON: ${(err as Error).message}`);
+    }
+    const log = this.deps.log.child({ id: req.id, exec: req.execId });
+    task.execs.set(req.execId, {
+      state: new ProcessState(`exec ${req.execId} of task ${req.id}`),
+      stdio: new ProcessStdio({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, log),
+      spec: { ...spec, terminal: req.terminal },
+    });
+    this.deps.events.publish({ topic: '/tasks/exec-added', type: 'TaskExecAdded', event: { containerId: req.id, execId: req.execId } });
+    return {};
+  }
+
+  async delete(req: v2.DeleteRequest): Promise<v2.IDeleteResponse> {
+    const task = this.#task(req.id);
+    const proc = this.#process(req.id, req.execId);
+    proc.state.checkDeletable();
+    const exit = proc.state.exit ?? { status: 0, at: new Date() };
+    const response = { pid: proc.state.pid, exitStatus: exit.status, exitedAt: timestamp(exit.at) };
+    if (req.execId) {
+      task.execs.delete(req.execId);
+      return response;
+    }
+    try {
+      await (await this.#sandbox!).removeContainer(req.id, true);
+    } catch (err) {
+      this.deps.log.warn('cannot remove the container from the sandbox', { id: req.id, error: (err as Error).message });
+    }
+    if (task.mountedRootfs) await unmountRootfs(task.rootfs);
+    this.#tasks.delete(req.id);
+    this.deps.events.publish({
+      topic: '/tasks/delete',
+      type: 'TaskDelete',
+      event: { containerId: req.id, pid: response.pid, exitStatus: exit.status, exitedAt: response.exitedAt, id: req.id },
+    });
+    return response;
+  }
+
+  async pids(req: v2.PidsRequest): Promise<v2.IPidsResponse> {
+    this.#task(req.id).init.state.requireRunning('list the processes of');
+    const sandbox = await this.#sandbox!;
+    try {
+      const res = await sandbox.agent.call('listProcesses', { containerId: req.id });
+      return { processes: res.processes.map((p) => ({ pid: p.pid })) };
+    } catch (err) {
+      throw toTtrpcError(err);
+    }
+  }
+
+  async pause(req: v2.PauseRequest): Promise<google.protobuf.IEmpty> {
+    const task = this.#task(req.id);
+    task.init.state.paused();
+    try {
+      await (await this.#sandbox!).agent.call('pauseContainer', { containerId: req.id });
+    } catch (err) {
+      task.init.state.resumed();
+      throw toTtrpcError(err);
+    }
+    this.deps.events.publish({ topic: '/tasks/paused', type: 'TaskPaused', event: { containerId: req.id } });
+    return {};
+  }
+
+  async resume(req: v2.ResumeRequest): Promise<google.protobuf.IEmpty> {
+    const task = this.#task(req.id);
+    task.init.state.resumed();
+    try {
+      await (await this.#sandbox!).agent.call('resumeContainer', { containerId: req.id });
+    } catch (err) {
+      task.init.state.paused();
+      throw toTtrpcError(err);
+    }
+    this.deps.events.publish({ topic: '/tasks/resumed', type: 'TaskResumed', event: { containerId: req.id } });
+    return {};
+  }
+
+  async resizePty(req: v2.ResizePtyRequest): Promise<google.protobuf.IEmpty> {
+    const proc = this.#process(req.id, req.execId);
+    proc.state.requireRunning('resize the terminal of');
+    try {
+      await proc.handle!.resize(req.height, req.width);
+    } catch (err) {
+      throw toTtrpcError(err);
+    }
+    return {};
+  }
+
+  async closeIO(req: v2.CloseIORequest): Promise<google.protobuf.IEmpty> {
+    const proc = this.#process(req.id, req.execId);
+    if (req.stdin && proc.handle && proc.state.status !== TaskStatus.STOPPED) await proc.stdio.closeStdin(proc.handle).catch(() => undefined);
+    return {};
+  }
+
+  async update(req: v2.UpdateTaskRequest): Promise<google.protobuf.IEmpty> {
+    this.#task(req.id).init.state.requireRunning('update');
+    const json = Buffer.from(req.resources?.value ?? []).toString('utf8');
+    try {
+      await (await this.#sandbox!).agent.call('updateContainer', { containerId: req.id, resourcesJson: json || '{}' });
+    } catch (err) {
+      throw toTtrpcError(err);
+    }
+    return {};
+  }
+
+  async stats(req: v2.StatsRequest): Promise<v2.IStatsResponse> {
+    this.#task(req.id).init.state.requireRunning('read the statistics of');
+    try {
+      const stats = await (await this.#sandbox!).agent.call('statsContainer', { containerId: req.id });
+      return { stats: metricsAny(stats) };
+    } catch (err) {
+      throw toTtrpcError(err);
+    }
+  }
+
+  async connect(_req: v2.ConnectRequest): Promise<v2.IConnectResponse> {
+    const sandbox = this.#sandbox ? await this.#sandbox.catch(() => undefined) : undefined;
+    return { shimPid: process.pid, taskPid: sandbox?.vm.pid ?? 0, version: SHIM_VERSION };
+  }
+
+  async checkpoint(_req: v2.CheckpointTaskRequest): Promise<google.protobuf.IEmpty> {
+    throw new TtrpcError(Code.UNIMPLEMENTED, 'checkpoint is not supported by kata-ts: a VM sandbox has no CRIU path');
+  }
+
+  /** Exits the shim once no task is left; otherwise (a pod with other containers) does nothing. */
+  async shutdown(_req: v2.ShutdownRequest): Promise<google.protobuf.IEmpty> {
+    if (this.#tasks.size === 0) setImmediate(this.deps.onShutdown);
+    return {};
+  }
+
+  /** Stops the sandbox VM (if one was started) and unmounts every rootfs. */
+  async teardown(): Promise<void> {
+    for (const task of this.#tasks.values()) {
+      for (const p of [task.init, ...task.execs.values()]) await p.stdio.close().catch(() => undefined);
+      if (task.mountedRootfs) await unmountRootfs(task.rootfs).catch(() => undefined);
+    }
+    this.#tasks.clear();
+    const sandbox = this.#sandbox ? await this.#sandbox.catch(() => undefined) : undefined;
+    await sandbox?.stop();
+  }
+}
