@@ -15,17 +15,19 @@ AGENT_BUNDLE := $(BUILD)/agent/agent.cjs
 BUSYBOX_ROOTFS := $(BUILD)/busybox-rootfs/.stamp
 BUSYBOX_IMAGES := $(BUILD)/busybox-image.tar $(BUILD)/busybox-image-user.tar
 
-.PHONY: demo test bench deps apt npm native proto build images kernel rootfs lint typecheck unit integration e2e clean
+.PHONY: demo test bench deps apt npm native proto build images kernel rootfs lint typecheck unit integration e2e clean install-shim
 
-## demo: install everything, build the images, boot a sandbox and run a command in it
-demo: deps images build
+## demo: install everything, build the images, boot a sandbox and run a command in it, then the same through containerd
+demo: deps images build install-shim
 	node dist/shim/src/cli/kata-ts-run.js --rootfs $(BUILD)/busybox-rootfs -- /bin/sh -c 'echo "hello from $$(uname -n), kernel $$(uname -r)"'
+	bash demo/ctr-run.sh .
 
-## test: the whole suite (lint, type-check, unit, integration with real VMs)
-test: deps images build lint typecheck unit integration
+## test: the whole suite (lint, type-check, unit, integration with real VMs, e2e with containerd and ctr)
+test: deps images build lint typecheck unit integration e2e
 
 bench: deps images build
 	node dist/bench/sandbox-boot.js
+	node dist/bench/shim-vs-runc.js
 
 deps: apt npm native proto
 

@@ -6,6 +6,7 @@ import type { NativeAddon } from '../../native/native.js';
 import { Container } from './container.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import { parseSpec, toGuestSpec } from './guest-spec.js';
+import { OomWatcher } from './oom-watcher.js';
 
 export interface SandboxPaths {
   crunBinary: string;
@@ -40,12 +41,15 @@ export class Sandbox {
   /** Ids whose create is under way, so a concurrent create of the same id fails. */
   readonly #creating = new Set<string>();
   #destroying = false;
+  readonly oom: OomWatcher;
 
   constructor(
     private readonly paths: SandboxPaths,
     private readonly native: NativeAddon,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.oom = new OomWatcher(log);
+  }
 
   async create(id: string, hostname: string, sharedFsTag: string): Promise<string> {
     if (this.#id !== undefined) throw alreadyExists(`sandbox ${this.#id}`);
@@ -105,8 +109,16 @@ export class Sandbox {
     this.log.info('container created', { container: id });
   }
 
+  /** Starts the container's main process and watches its cgroup for OOM kills. */
+  async startContainer(id: string): Promise<number> {
+    const pid = await this.container(id).start();
+    await this.oom.add(id, join(this.paths.cgroupRoot, this.paths.cgroupParent, id));
+    return pid;
+  }
+
   async removeContainer(id: string, force: boolean): Promise<void> {
     const container = this.container(id);
+    this.oom.remove(id);
     await container.remove(force);
     this.#containers.delete(id);
     this.log.info('container removed', { container: id });

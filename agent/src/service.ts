@@ -7,6 +7,8 @@ import type { Logger } from '../../common/log.js';
 import {
   HealthCheckResponse_ServingStatus,
   type AgentServer,
+  type Empty,
+  type OOMEvent,
   type OutputChunk,
   type ProcessRef,
 } from '../../proto/gen/agent.js';
@@ -81,7 +83,7 @@ export function createAgentService(ctx: ServiceContext): AgentServer {
       await sandbox.createContainer(req.containerId, req.ociSpecJson, req.rootfsPath);
       return {};
     }),
-    startContainer: unary(ctx, 'StartContainer', async (req) => ({ pid: await sandbox.container(req.containerId).start() })),
+    startContainer: unary(ctx, 'StartContainer', async (req) => ({ pid: await sandbox.startContainer(req.containerId) })),
     removeContainer: unary(ctx, 'RemoveContainer', async (req) => {
       await sandbox.removeContainer(req.containerId, req.force);
       return empty;
@@ -123,6 +125,10 @@ export function createAgentService(ctx: ServiceContext): AgentServer {
       proc(req).resize(req.rows, req.columns);
       return empty;
     }),
+    getOomEvent: (call: ServerUnaryCall<Empty, OOMEvent>, callback: sendUnaryData<OOMEvent>) => {
+      // A long poll: answered at the next OOM kill; a cancelled call just stops waiting.
+      void sandbox.oom.next(call).then((containerId) => callback(null, { containerId }));
+    },
     getGuestDetails: unary(ctx, 'GetGuestDetails', async () => ({
       kernelRelease: os.release(),
       agentVersion: AGENT_VERSION,

@@ -232,7 +232,8 @@ export class PrivateContainerd {
     // ctr's stdio FIFOs (/run/containerd/fifo/<n>/<id>-std*) outlive a lost task; the shims hold them open.
     const fifos = victims.flatMap((p) => openFiles(p.pid)).filter((f) => f.startsWith(FIFO_DIR));
     for (const p of roots) signal(p, 'SIGTERM');
-    const deadline = Date.now() + 2_000;
+    // A kata-ts shim answers SIGTERM by stopping its VM and unmounting its shares: give it time.
+    const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && roots.some(alive)) await sleep(50);
     for (const p of victims) signal(p, 'SIGKILL');
     while (victims.some(alive)) await sleep(20);

@@ -9,6 +9,7 @@ import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
 import { TtrpcServer } from '../ttrpc/server.js';
 import { EventPublisher } from './events.js';
 import type { ShimFlags } from './flags.js';
+import { applyAnnotations, loadConfig } from './config.js';
 import { defaultShimSettings } from './shim-settings.js';
 import { taskMethods, TASK_SERVICE } from './task-methods.js';
 import { TaskService } from './task-service.js';
@@ -45,7 +46,6 @@ function tellStarter(message: string): void {
 
 export async function serveCommand(flags: ShimFlags): Promise<void> {
   const log = openLog(flags);
-  const settings = defaultShimSettings(flags.debug);
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, flags.namespace, log);
   const server = new TtrpcServer({ logger: log });
   let exiting = false;
@@ -64,7 +64,10 @@ export async function serveCommand(flags: ShimFlags): Promise<void> {
     namespace: flags.namespace,
     log,
     events,
-    startSandbox: async (sandboxId, spec) => {
+    startSandbox: async (sandboxId, spec, configPath) => {
+      const config = loadConfig(defaultShimSettings(flags.debug), configPath);
+      const settings = applyAnnotations(config, spec.annotations);
+      log.info('configuration', { source: config.source });
       await ensureRunRoot(settings);
       const size = sizeVm({ cpus: settings.cpus, memoryMiB: settings.memoryMiB }, spec.linux?.resources as never);
       return Sandbox.start(sandboxId, { ...settings, ...size }, log.child({ sandbox: sandboxId }));

@@ -2,8 +2,8 @@
 // stdout/stderr, plain files) created by the client. Output is copied with
 // back-pressure; `flushed` resolves once every byte was written and the
 // client's read ends see EOF, which is when an exit may be reported.
-import { constants, createReadStream, createWriteStream, type ReadStream, type WriteStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { closeSync, constants, createReadStream, createWriteStream, open as openFd, openSync, type ReadStream, type WriteStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../../../common/log.js';
 import type { ProcessHandle } from '../sandbox/process-handle.js';
@@ -24,36 +24,64 @@ export function stdioTarget(uri: string): { kind: 'none' } | { kind: 'fifo' | 'f
   return { kind: 'fifo', path: uri };
 }
 
-async function openOutput(uri: string): Promise<WriteStream | undefined> {
+/**
+ * Opens an output FIFO for writing the way runc does: O_WRONLY, which waits
+ * (in the thread pool) until the client has opened its read end. Writing
+ * through an O_RDWR fd instead could finish and close before the client
+ * opens, and a FIFO drops its data when its last fd closes.
+ */
+function openOutput(uri: string, pending: Set<string>): Promise<WriteStream> | undefined {
   const target = stdioTarget(uri);
   if (target.kind === 'none') return undefined;
-  const isFifo = target.kind === 'fifo' && (await stat(target.path)).isFIFO();
-  // O_RDWR on a FIFO never blocks in open() and never fails with EPIPE if the reader goes away.
-  const flags = isFifo ? constants.O_RDWR : constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT;
-  const handle = await open(target.path, flags, 0o600);
-  return createWriteStream('', { fd: handle.fd, autoClose: true });
+  const flags = target.kind === 'fifo' ? constants.O_WRONLY : constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT;
+  if (target.kind === 'fifo') pending.add(target.path);
+  // A raw fd that the stream owns (a FileHandle's fd would be closed when the handle is collected).
+  return new Promise<number>((resolve, reject) => openFd(target.path, flags, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))))
+    .then((fd) => {
+      const stream = createWriteStream('', { fd, autoClose: true });
+      if (target.kind === 'fifo') {
+        // Our own read end keeps the FIFO alive if the client detaches (ctr run -d), so output waits
+        // for a later `ctr task attach` instead of failing with EPIPE.
+        const keepAlive = openSync(target.path, constants.O_RDONLY | constants.O_NONBLOCK);
+        stream.once('close', () => closeSync(keepAlive));
+      }
+      return stream;
+    })
+    .finally(() => pending.delete(target.path));
 }
 
-function copyOutput(source: Readable, sink: WriteStream | undefined, log: Logger): Promise<void> {
+function copyOutput(source: Readable, opening: Promise<WriteStream> | undefined, log: Logger): Promise<void> {
   return new Promise((resolve) => {
-    if (!sink) {
-      source.resume(); // drain: nobody asked for this stream
+    const drain = () => {
+      // Nobody takes this stream: read it anyway so the process never blocks on it.
+      source.resume();
       source.once('end', resolve);
       source.once('error', () => resolve());
-      return;
-    }
-    source.pipe(sink);
-    sink.once('close', () => resolve());
-    sink.once('error', (err) => {
-      log.warn('cannot write process output', { error: err.message });
-      resolve();
-    });
-    source.once('error', () => sink.end());
+    };
+    if (!opening) return drain();
+    opening.then(
+      (sink) => {
+        source.pipe(sink);
+        sink.once('close', () => resolve());
+        sink.once('error', (err) => {
+          log.warn('cannot write process output', { error: err.message });
+          source.unpipe(sink);
+          drain();
+        });
+        source.once('error', () => sink.end());
+      },
+      (err: Error) => {
+        log.warn('cannot open process output', { error: err.message });
+        drain();
+      },
+    );
   });
 }
 
 export class ProcessStdio {
   #stdinStream: ReadStream | undefined;
+  /** Output FIFOs whose open still waits for the client. */
+  readonly #pendingOpens = new Set<string>();
   #flushed: Promise<void> = Promise.resolve();
 
   constructor(
@@ -63,7 +91,8 @@ export class ProcessStdio {
 
   /** Starts copying between the client's stdio and the process. */
   async attach(proc: ProcessHandle): Promise<void> {
-    const [stdout, stderr] = await Promise.all([openOutput(this.paths.stdout), this.paths.terminal ? undefined : openOutput(this.paths.stderr)]);
+    const stdout = openOutput(this.paths.stdout, this.#pendingOpens);
+    const stderr = this.paths.terminal ? undefined : openOutput(this.paths.stderr, this.#pendingOpens);
     this.#flushed = Promise.all([copyOutput(proc.stdout, stdout, this.log), copyOutput(proc.stderr, stderr, this.log)]).then(() => undefined);
     const stdin = stdioTarget(this.paths.stdin);
     if (stdin.kind === 'none') {
@@ -108,8 +137,13 @@ export class ProcessStdio {
     return this.#flushed;
   }
 
-  /** Stops reading stdin (the process is gone). */
+  /** Stops reading stdin and gives up on output FIFOs the client never opened. */
   async close(): Promise<void> {
+    for (const path of this.#pendingOpens) {
+      // Be the missing reader for a moment, so the blocked open in the thread pool returns.
+      const reader = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
+      await reader?.close();
+    }
     const stream = this.#stdinStream;
     if (!stream) return;
     const target = stdioTarget(this.paths.stdin);

@@ -4,7 +4,8 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
-import { containerd, google } from '../../../proto/gen/containerd/containerd.js';
+import { containerd, google, runtimeoptions } from '../../../proto/gen/containerd/containerd.js';
+import { ConfigError } from './config.js';
 import { AgentCallError, SandboxDeadError } from '../sandbox/errors.js';
 import type { ProcessHandle } from '../sandbox/process-handle.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
@@ -20,6 +21,7 @@ import v2 = containerd.task.v2;
 
 export const SHIM_VERSION = 'kata-ts 0.1.0';
 const PROCESS_SPEC_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
+const RUNTIME_OPTIONS_URL = 'runtimeoptions.v1.Options';
 
 interface ProcessRecord {
   state: ProcessState;
@@ -42,8 +44,8 @@ export interface TaskServiceDeps {
   namespace: string;
   log: Logger;
   events: EventPublisher;
-  /** Boots the sandbox VM for the first task; the spec sizes it. */
-  startSandbox: (sandboxId: string, spec: OciSpecLike) => Promise<Sandbox>;
+  /** Boots the sandbox VM for the first task; the spec sizes it; configPath comes from the runtime options. */
+  startSandbox: (sandboxId: string, spec: OciSpecLike, configPath: string | undefined) => Promise<Sandbox>;
   /** Called after Shutdown answered, when no task is left. */
   onShutdown: () => void;
 }
@@ -58,9 +60,17 @@ export interface OciSpecLike {
 const ID = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
 const sleepingExit = (signal: number): ExitRecord => ({ status: 128 + signal, at: new Date() });
 
+/** The config_path of runtimeoptions.v1.Options (CRI's ConfigPath, ctr --runtime-config-path), if given. */
+export function runtimeConfigPath(options: google.protobuf.IAny | null | undefined): string | undefined {
+  if (!options?.value?.length) return undefined;
+  if (options.type_url !== RUNTIME_OPTIONS_URL) throw new TtrpcError(Code.INVALID_ARGUMENT, `runtime options of type ${options.type_url} are not supported; use ${RUNTIME_OPTIONS_URL}`);
+  return runtimeoptions.v1.Options.decode(options.value).configPath || undefined;
+}
+
 /** Turns a sandbox failure into the ttrpc error containerd acts on. */
 export function toTtrpcError(err: unknown): TtrpcError {
   if (err instanceof TtrpcError) return err;
+  if (err instanceof ConfigError) return new TtrpcError(Code.INVALID_ARGUMENT, err.message);
   if (err instanceof AgentCallError) return new TtrpcError(err.code as number as Code, err.message);
   if (err instanceof SandboxDeadError) return new TtrpcError(Code.UNAVAILABLE, err.message);
   return new TtrpcError(Code.UNKNOWN, (err as Error)?.message ?? String(err));
@@ -86,14 +96,29 @@ export class TaskService {
     return p;
   }
 
-  async #sandboxFor(taskId: string, spec: OciSpecLike): Promise<Sandbox> {
+  async #sandboxFor(taskId: string, spec: OciSpecLike, configPath: string | undefined): Promise<Sandbox> {
     if (!this.#sandbox) {
       if (containerKind(spec.annotations) === 'pod-container')
         throw new TtrpcError(Code.FAILED_PRECONDITION, `task ${taskId} belongs to pod sandbox ${sandboxIdOf(taskId, spec.annotations)}, which this shim does not run`);
-      this.#sandbox = this.deps.startSandbox(sandboxIdOf(taskId, spec.annotations), spec);
-      this.#sandbox.catch(() => (this.#sandbox = undefined));
+      this.#sandbox = this.deps.startSandbox(sandboxIdOf(taskId, spec.annotations), spec, configPath);
+      this.#sandbox.then(
+        (sandbox) => void this.#forwardOomEvents(sandbox),
+        () => (this.#sandbox = undefined),
+      );
     }
     return this.#sandbox;
+  }
+
+  /** Publishes /tasks/oom for every OOM kill the agent reports, until the sandbox goes away. */
+  async #forwardOomEvents(sandbox: Sandbox): Promise<void> {
+    for (;;) {
+      try {
+        const { containerId } = await sandbox.agent.call('getOomEvent', {}, null);
+        if (this.#tasks.has(containerId)) this.deps.events.publish({ topic: '/tasks/oom', type: 'TaskOOM', event: { containerId } });
+      } catch {
+        return; // the sandbox stopped
+      }
+    }
   }
 
   get taskCount(): number {
@@ -115,7 +140,7 @@ export class TaskService {
     const log = this.deps.log.child({ id: req.id });
     if (req.rootfs.length > 0) await mountRootfs(req.rootfs, rootfs);
     try {
-      const sandbox = await this.#sandboxFor(req.id, spec);
+      const sandbox = await this.#sandboxFor(req.id, spec, runtimeConfigPath(req.options));
       await sandbox.createContainer(req.id, { spec, rootfs });
       const stdio = new ProcessStdio({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, log);
       const task: Task = {

@@ -1,0 +1,111 @@
+// Benchmark (not a test): kata-ts against runc through the same private
+// containerd and the real ctr, in one run, printed side by side with ratios.
+//   node dist/bench/shim-vs-runc.js [runs]
+import { readFileSync, readdirSync } from 'node:fs';
+import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PrivateContainerd } from '../test/helpers/containerd.js';
+
+const runs = Number(process.argv[2] ?? process.env.BENCH_RUNS ?? 3);
+const RUNTIMES = { runc: 'io.containerd.runc.v2', 'kata-ts': 'io.containerd.kata-ts.v2' } as const;
+type Name = keyof typeof RUNTIMES;
+let seq = 0;
+const id = (name: string) => `bench-${name}-${process.pid}-${++seq}`;
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+async function timed(fn: () => Promise<{ code: number; stderr: string }>): Promise<number> {
+  const t0 = performance.now();
+  const r = await fn();
+  if (r.code !== 0) throw new Error(`command failed (${r.code}): ${r.stderr}`);
+  return performance.now() - t0;
+}
+
+function pssMB(pids: number[]): number {
+  let kb = 0;
+  for (const pid of pids) {
+    try {
+      kb += Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // exited
+    }
+  }
+  return kb / 1024;
+}
+
+/** The processes that make up one running container of this runtime: its shim and everything below it. */
+function processTree(rootPattern: RegExp): number[] {
+  const parents = new Map<number, number>();
+  const roots: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      if (rootPattern.test(readFileSync(`/proc/${name}/cmdline`, 'utf8'))) roots.push(Number(name));
+    } catch {
+      // exited
+    }
+  }
+  const tree = new Set(roots);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of parents) {
+      if (tree.has(ppid) && !tree.has(pid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...tree];
+}
+
+async function main(): Promise<void> {
+  const ctrd = await PrivateContainerd.start({ logLevel: 'warn' });
+  try {
+    await ctrd.importImage(BUSYBOX_IMAGE_TAR);
+    const results: Record<Name, Record<string, number>> = { runc: {}, 'kata-ts': {} };
+    for (const [name, runtime] of Object.entries(RUNTIMES) as [Name, string][]) {
+      const run: number[] = [];
+      for (let i = 0; i < runs; i++) run.push(await timed(() => ctrd.ctr(['run', '--rm', '--runtime', runtime, BUSYBOX_IMAGE, id(name), 'true'], { timeoutMs: 120_000 })));
+      const c = id(name);
+      await ctrd.ctr(['run', '-d', '--runtime', runtime, BUSYBOX_IMAGE, c, 'sleep', '600'], { timeoutMs: 120_000 });
+      const exec: number[] = [];
+      for (let i = 0; i < runs; i++) exec.push(await timed(() => ctrd.ctr(['task', 'exec', '--exec-id', `e${i}`, c, 'true'])));
+      const t0 = performance.now();
+      const big = await ctrd.ctr(['task', 'exec', '--exec-id', 'big', c, 'sh', '-c', 'head -c 100000000 /dev/zero'], { timeoutMs: 300_000 });
+      const seconds = (performance.now() - t0) / 1000;
+      if (big.stdout.length !== 100_000_000) throw new Error(`${name}: got ${big.stdout.length} bytes of 100000000`);
+      await new Promise((r) => setTimeout(r, 1000));
+      const shimPattern = name === 'runc' ? /containerd-shim-runc-v2.*-id\0bench-runc/ : /containerd-shim-kata-ts-v2.*-id\0bench-kata-ts/;
+      const pss = pssMB(processTree(shimPattern));
+      const shimOnly = pssMB(processTree(shimPattern).filter((p) => shimPattern.test(readFileSync(`/proc/${p}/cmdline`, 'utf8'))));
+      await ctrd.ctr(['task', 'kill', '-s', 'SIGKILL', c]);
+      await new Promise((r) => setTimeout(r, 1000));
+      await ctrd.ctr(['task', 'delete', c]);
+      await ctrd.ctr(['container', 'delete', c]);
+      results[name] = { run: median(run), exec: median(exec), throughput: 100 / seconds, pss, shimPss: shimOnly };
+      process.stderr.write(`${name}: run ${run.map(Math.round).join(' ')} ms; exec ${exec.map(Math.round).join(' ')} ms\n`);
+    }
+    const r = results.runc;
+    const k = results['kata-ts'];
+    const row = (label: string, a: number, b: number, unit: string, digits = 0) =>
+      `  ${label.padEnd(36)} ${a.toFixed(digits).padStart(9)} ${b.toFixed(digits).padStart(9)}  ${unit.padEnd(5)} ${(b / a).toFixed(2).padStart(6)}x`;
+    console.log(`\nkata-ts vs runc through containerd 1.6 + ctr, median of ${runs} (kata-ts under ${'TCG'} here)`);
+    console.log(`  ${''.padEnd(36)} ${'runc'.padStart(9)} ${'kata-ts'.padStart(9)}  ${''.padEnd(5)} ${'ratio'.padStart(7)}`);
+    console.log(row('ctr run --rm … true', r.run!, k.run!, 'ms'));
+    console.log(row('ctr task exec … true', r.exec!, k.exec!, 'ms'));
+    console.log(row('stdout throughput, 100 MB', r.throughput!, k.throughput!, 'MB/s', 1));
+    console.log(row('PSS per running container (all procs)', r.pss!, k.pss!, 'MB', 1));
+    console.log(row('PSS of the shim itself', r.shimPss!, k.shimPss!, 'MB', 1));
+  } finally {
+    await ctrd.stop();
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(`bench: ${err.message}`);
+  process.exit(1);
+});

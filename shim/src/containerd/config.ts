@@ -1,0 +1,146 @@
+// The shim's configuration file (TOML). Every key, its default and what it
+// does is in docs/configuration.md; an unknown key or a value of the wrong
+// type is an error that names the key.
+import { existsSync, readFileSync } from 'node:fs';
+import { parse } from 'smol-toml';
+import type { AccelSetting, ChannelSetting } from '../hypervisor/accel.js';
+import type { SandboxSettings } from '../sandbox/settings.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/kata-ts/configuration.toml';
+export const ANNOTATION_PREFIX = 'io.katacontainers.config.';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
+    super(`configuration ${key}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Kind = 'string' | 'number' | 'boolean' | 'strings';
+interface KeySpec {
+  kind: Kind;
+  apply: (s: SandboxSettings, v: never) => void;
+  oneOf?: readonly string[];
+  min?: number;
+}
+
+const secs = (v: number) => v * 1000;
+/** `section.key` → how it lands in the settings. Annotations use the same names. */
+export const KEYS: Record<string, KeySpec> = {
+  'hypervisor.path': { kind: 'string', apply: (s, v: string) => (s.qemuBinary = v) },
+  'hypervisor.virtio_fs_daemon': { kind: 'string', apply: (s, v: string) => (s.virtiofsdBinary = v) },
+  'hypervisor.firmware': { kind: 'string', apply: (s, v: string) => (s.firmware = v) },
+  'hypervisor.kernel': { kind: 'string', apply: (s, v: string) => (s.kernelPath = v) },
+  'hypervisor.image': { kind: 'string', apply: (s, v: string) => (s.imagePath = v) },
+  'hypervisor.kernel_params': { kind: 'string', apply: (s, v: string) => (s.kernelParams = v.split(/\s+/).filter(Boolean)) },
+  'hypervisor.accel': { kind: 'string', oneOf: ['auto', 'kvm', 'tcg'], apply: (s, v: AccelSetting) => (s.accel = v) },
+  'hypervisor.default_vcpus': { kind: 'number', min: 1, apply: (s, v: number) => (s.cpus = v) },
+  'hypervisor.default_maxvcpus': { kind: 'number', min: 1, apply: (s, v: number) => (s.maxCpus = v) },
+  'hypervisor.default_memory': { kind: 'number', min: 64, apply: (s, v: number) => (s.memoryMiB = v) },
+  'hypervisor.default_maxmemory': { kind: 'number', min: 64, apply: (s, v: number) => (s.maxMemoryMiB = v) },
+  'hypervisor.tcg_translation_buffer': { kind: 'number', min: 8, apply: (s, v: number) => (s.tcgTranslationBufferMiB = v) },
+  'hypervisor.virtio_fs_cache': { kind: 'string', oneOf: ['auto', 'always', 'none'], apply: (s, v: 'auto') => (s.virtiofsCache = v) },
+  'agent.channel': { kind: 'string', oneOf: ['auto', 'vsock', 'serial'], apply: (s, v: ChannelSetting) => (s.agentChannel = v) },
+  'agent.boot_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.bootTimeoutMs = secs(v)) },
+  'agent.call_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.callTimeoutMs = secs(v)) },
+  'runtime.shutdown_timeout': { kind: 'number', min: 0, apply: (s, v: number) => (s.shutdownTimeoutMs = secs(v)) },
+  'runtime.run_root': { kind: 'string', apply: (s, v: string) => (s.runRoot = v) },
+  'runtime.debug': { kind: 'boolean', apply: (s, v: boolean) => (s.debug = s.debug || v) },
+  'runtime.enable_annotations': { kind: 'strings', apply: () => undefined },
+};
+
+/** Keys annotations may override unless the file says otherwise. */
+export const DEFAULT_ENABLED_ANNOTATIONS = ['hypervisor.default_vcpus', 'hypervisor.default_memory'];
+
+function checkValue(key: string, spec: KeySpec, value: unknown): unknown {
+  const bad = (what: string) => new ConfigError(key, `${what} (got ${JSON.stringify(value)})`);
+  switch (spec.kind) {
+    case 'string':
+      if (typeof value !== 'string') throw bad('must be a string');
+      if (spec.oneOf && !spec.oneOf.includes(value)) throw bad(`must be one of ${spec.oneOf.join(', ')}`);
+      return value;
+    case 'number': {
+      const n = typeof value === 'bigint' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isFinite(n)) throw bad('must be a number');
+      if (spec.min !== undefined && n < spec.min) throw bad(`must be at least ${spec.min}`);
+      return n;
+    }
+    case 'boolean':
+      if (typeof value !== 'boolean') throw bad('must be true or false');
+      return value;
+    case 'strings':
+      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw bad('must be a list of strings');
+      return value;
+  }
+}
+
+export interface LoadedConfig {
+  settings: SandboxSettings;
+  enabledAnnotations: string[];
+  source: string;
+}
+
+/** Applies a parsed TOML document over `base`. */
+export function applyConfig(base: SandboxSettings, doc: Record<string, unknown>, source: string): LoadedConfig {
+  const settings = structuredClone(base);
+  let enabledAnnotations = DEFAULT_ENABLED_ANNOTATIONS;
+  for (const [section, table] of Object.entries(doc)) {
+    if (typeof table !== 'object' || table === null || Array.isArray(table)) throw new ConfigError(section, 'must be a table ([section])');
+    for (const [name, value] of Object.entries(table)) {
+      const key = `${section}.${name}`;
+      const spec = KEYS[key];
+      if (!spec) throw new ConfigError(key, 'unknown key');
+      const checked = checkValue(key, spec, value);
+      if (key === 'runtime.enable_annotations') {
+        for (const k of checked as string[]) if (!KEYS[k] || k === key) throw new ConfigError(key, `${k} is not a key annotations can set`);
+        enabledAnnotations = checked as string[];
+      }
+      spec.apply(settings, checked as never);
+    }
+  }
+  return { settings, enabledAnnotations, source };
+}
+
+/**
+ * Reads the file named by the runtime options (CRI `ConfigPath`, `ctr
+ * --runtime-config-path`), else KATA_TS_CONFIG, else the default path if it
+ * exists; no file means the defaults.
+ */
+export function loadConfig(base: SandboxSettings, explicitPath?: string): LoadedConfig {
+  const path = explicitPath || process.env.KATA_TS_CONFIG || (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : '');
+  if (!path) return { settings: base, enabledAnnotations: DEFAULT_ENABLED_ANNOTATIONS, source: 'defaults' };
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, `cannot read the file: ${(err as Error).message}`);
+  }
+  let doc: Record<string, unknown>;
+  try {
+    doc = parse(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(path, `not valid TOML: ${(err as Error).message}`);
+  }
+  return applyConfig(base, doc, path);
+}
+
+/**
+ * Applies `io.katacontainers.config.<section>.<key>` annotations of the
+ * sandbox's spec. Only enabled keys may be set; any other is an error.
+ */
+export function applyAnnotations(config: LoadedConfig, annotations: Record<string, string> | undefined): SandboxSettings {
+  const settings = structuredClone(config.settings);
+  for (const [name, raw] of Object.entries(annotations ?? {})) {
+    if (!name.startsWith(ANNOTATION_PREFIX)) continue;
+    const key = name.slice(ANNOTATION_PREFIX.length);
+    const spec = KEYS[key];
+    if (!spec) throw new ConfigError(name, 'unknown annotation');
+    if (!config.enabledAnnotations.includes(key)) throw new ConfigError(name, `not allowed; runtime.enable_annotations in ${config.source} permits: ${config.enabledAnnotations.join(', ') || 'none'}`);
+    const value = spec.kind === 'number' ? Number(raw) : spec.kind === 'boolean' ? raw === 'true' : spec.kind === 'strings' ? raw.split(',') : raw;
+    spec.apply(settings, checkValue(name, spec, value) as never);
+  }
+  return settings;
+}

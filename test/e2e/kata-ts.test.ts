@@ -1,0 +1,212 @@
+// kata-ts through the real containerd and the real ctr: every container runs
+// in its own VM (QEMU under TCG here), reached by containerd through our shim.
+import { createHash } from 'node:crypto';
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, BUSYBOX_USER_IMAGE, BUSYBOX_USER_IMAGE_TAR, PrivateContainerd } from '../helpers/containerd.js';
+
+const KATA = 'io.containerd.kata-ts.v2';
+let seq = 0;
+const newId = () => `kt-${process.pid}-${++seq}`;
+
+/** Everything a sandbox could leave behind on this host. */
+function leftovers(): string[] {
+  const found: string[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ');
+    } catch {
+      continue;
+    }
+    if (/qemu-system|virtiofsd|containerd-shim-kata-ts-v2/.test(cmd) && !/vitest/.test(cmd)) found.push(`process ${name}: ${cmd.slice(0, 120)}`);
+  }
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const target = line.split(' ')[4] ?? '';
+    if (target.startsWith('/run/kata-ts/')) found.push(`mount ${target}`);
+  }
+  for (const dir of ['/run/kata-ts/vm', '/run/kata-ts/shared']) {
+    try {
+      for (const entry of readdirSync(dir)) found.push(`dir ${dir}/${entry}`);
+    } catch {
+      // not created yet
+    }
+  }
+  return found;
+}
+
+async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
+  let ctrd: PrivateContainerd;
+  const run = (args: string[], opts?: { input?: string }) => ctrd.ctr(['run', '--rm', '--runtime', KATA, ...args], opts);
+  const taskStatus = async (id: string) =>
+    (await ctrd.ctr(['task', 'ls'])).stdout
+      .toString()
+      .split('\n')
+      .find((l) => l.startsWith(`${id} `))
+      ?.split(/\s+/)[2];
+
+  beforeAll(async () => {
+    ctrd = await PrivateContainerd.start();
+    await ctrd.importImage(BUSYBOX_IMAGE_TAR);
+    await ctrd.importImage(BUSYBOX_USER_IMAGE_TAR);
+  });
+  afterAll(async () => ctrd?.stop());
+  afterEach(async () => {
+    // containerd runs the shim's delete after the shim exits; give the VM teardown a moment.
+    await eventually(() => leftovers().length === 0, 15_000).catch(() => undefined);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('prints the output of echo, from the guest kernel', async () => {
+    const r = await run([BUSYBOX_IMAGE, newId(), 'sh', '-c', 'echo hello; uname -r']);
+    expect(r.stderr).toBe('');
+    const [hello, kernel] = r.stdout.toString().trim().split('\n');
+    expect(hello).toBe('hello');
+    expect(kernel).toMatch(/kata-ts/);
+    expect(kernel).not.toBe(os.release());
+    expect(r.code).toBe(0);
+  });
+
+  it.each([0, 1, 42])('passes exit code %i through as ctr’s', async (code) => {
+    const r = await run([BUSYBOX_IMAGE, newId(), 'sh', '-c', `exit ${code}`]);
+    expect(r.code).toBe(code);
+  });
+
+  it('reports 137 after ctr task kill -s SIGKILL', async () => {
+    const id = newId();
+    const running = run([BUSYBOX_IMAGE, id, 'sleep', '100']);
+    await eventually(async () => (await taskStatus(id)) === 'RUNNING');
+    expect((await ctrd.ctr(['task', 'kill', '-s', 'SIGKILL', id])).code).toBe(0);
+    expect((await running).code).toBe(137);
+  });
+
+  it('pipes stdin into cat and cat sees EOF', async () => {
+    const input = 'line one\nline two\n';
+    const r = await run([BUSYBOX_IMAGE, newId(), 'cat'], { input });
+    expect(r.stdout.toString()).toBe(input);
+    expect(r.code).toBe(0);
+  });
+
+  it('gives the process a terminal with ctr run -t', async () => {
+    const id = newId();
+    // ctr -t needs a terminal of its own: script(1) gives it one, sized 30x100; ctr passes the size on.
+    const cmd = `stty rows 30 cols 100; ctr -a ${ctrd.address} run --rm -t --runtime ${KATA} ${BUSYBOX_IMAGE} ${id} sh -c 'tty; sleep 1; stty size'`;
+    const out = execFileSync('script', ['-qec', cmd, '/dev/null'], { timeout: 90_000 }).toString();
+    expect(out).toMatch(/\/dev\/pts\/\d+/);
+    expect(out).toContain('30 100');
+  });
+
+  it('passes --env, --cwd and the image user to the process', async () => {
+    const env = await run(['--env', 'GREETING=hi there', '--cwd', '/tmp', BUSYBOX_IMAGE, newId(), 'sh', '-c', 'echo "$GREETING"; pwd']);
+    expect(env.stdout.toString()).toBe('hi there\n/tmp\n');
+    const user = await run([BUSYBOX_USER_IMAGE, newId(), 'sh', '-c', 'id -u; id -g; pwd']);
+    expect(user.stdout.toString()).toBe('1000\n1000\n/home/user\n');
+  });
+
+  it('delivers 10 MB of output byte for byte', async () => {
+    const r = await run([BUSYBOX_IMAGE, newId(), 'sh', '-c', 'yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 10000000']);
+    expect(r.code).toBe(0);
+    const expected = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz\n'.repeat(Math.ceil(10_000_000 / 37))).subarray(0, 10_000_000);
+    const hash = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    expect(r.stdout.length).toBe(10_000_000);
+    expect(hash(r.stdout)).toBe(hash(expected));
+  });
+
+  it('runs detached, then exec, ps, metrics, pause, resume, kill and delete', async () => {
+    const id = newId();
+    expect((await ctrd.ctr(['run', '-d', '--runtime', KATA, BUSYBOX_IMAGE, id, 'sleep', '300'])).code).toBe(0);
+    expect(await taskStatus(id)).toBe('RUNNING');
+
+    const exec = await ctrd.ctr(['task', 'exec', '--exec-id', 'e1', id, 'sh', '-c', 'echo from exec; exit 7']);
+    expect(exec.stdout.toString()).toBe('from exec\n');
+    expect(exec.code).toBe(7);
+
+    const ps = await ctrd.ctr(['task', 'ps', id]);
+    expect(ps.code).toBe(0);
+    expect(ps.stdout.toString()).toMatch(/PID/);
+    expect(ps.stdout.toString().trim().split('\n').length).toBeGreaterThanOrEqual(2);
+
+    const metrics = await ctrd.ctr(['task', 'metrics', id]);
+    expect(metrics.stderr).toBe('');
+    expect(metrics.stdout.toString()).toMatch(/memory\.usage_in_bytes|pids\.current|memory/i);
+
+    expect((await ctrd.ctr(['task', 'pause', id])).code).toBe(0);
+    expect(await taskStatus(id)).toBe('PAUSED');
+    expect((await ctrd.ctr(['task', 'resume', id])).code).toBe(0);
+    expect(await taskStatus(id)).toBe('RUNNING');
+
+    expect((await ctrd.ctr(['task', 'kill', '-s', 'SIGKILL', id])).code).toBe(0);
+    await eventually(async () => (await taskStatus(id)) === 'STOPPED');
+    expect((await ctrd.ctr(['task', 'delete', id])).code).toBe(0);
+    expect((await ctrd.ctr(['container', 'delete', id])).code).toBe(0);
+  });
+
+  it('runs detached and lets ctr task attach read the output', async () => {
+    const id = newId();
+    expect((await ctrd.ctr(['run', '-d', '--runtime', KATA, BUSYBOX_IMAGE, id, 'sh', '-c', 'sleep 2; echo attached output'])).code).toBe(0);
+    const attached = await ctrd.ctr(['task', 'attach', id]);
+    expect(attached.stdout.toString()).toBe('attached output\n');
+    expect(attached.code).toBe(0);
+    // ctr 1.6's attach deletes the task once it has exited.
+    expect(await taskStatus(id)).toBeUndefined();
+    expect((await ctrd.ctr(['container', 'delete', id])).code).toBe(0);
+  });
+
+  it('enforces the memory limit in the guest and reports the OOM kill as an event', async () => {
+    const events = spawn('ctr', ['-a', ctrd.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let seen = '';
+    events.stdout.on('data', (c: Buffer) => (seen += c.toString()));
+    try {
+      const id = newId();
+      // tail keeps its one endless line in memory: far more than 32 MiB.
+      const r = await run(['--memory-limit', String(32 * 1024 * 1024), BUSYBOX_IMAGE, id, 'sh', '-c', 'head -c 200000000 /dev/zero | tail -n 1 >/dev/null']);
+      expect(r.code).toBe(137);
+      await eventually(() => seen.includes('/tasks/oom'), 10_000);
+      expect(seen).toMatch(new RegExp(`/tasks/oom.*${id}`));
+    } finally {
+      events.kill();
+    }
+  });
+
+  it('runs three containers in parallel', async () => {
+    const results = await Promise.all([1, 2, 3].map((n) => run([BUSYBOX_IMAGE, newId(), 'echo', `container ${n}`])));
+    expect(results.map((r) => r.stdout.toString())).toEqual(['container 1\n', 'container 2\n', 'container 3\n']);
+    expect(results.map((r) => r.code)).toEqual([0, 0, 0]);
+  });
+
+  it('puts two containers of one CRI pod in one shim and one VM', async () => {
+    const pod = newId();
+    const child = newId();
+    const annotate = (type: string) => ['--annotation', `io.kubernetes.cri.container-type=${type}`, '--annotation', `io.kubernetes.cri.sandbox-id=${pod}`];
+    expect((await ctrd.ctr(['run', '-d', '--runtime', KATA, ...annotate('sandbox'), BUSYBOX_IMAGE, pod, 'sleep', '300'])).code).toBe(0);
+    expect((await ctrd.ctr(['run', '-d', '--runtime', KATA, ...annotate('container'), BUSYBOX_IMAGE, child, 'sleep', '300'])).code).toBe(0);
+    const processes = leftovers().filter((l) => l.startsWith('process'));
+    expect(processes.filter((p) => p.includes('qemu-system'))).toHaveLength(1);
+    expect(processes.filter((p) => p.includes('containerd-shim-kata-ts-v2'))).toHaveLength(1);
+    const exec = await ctrd.ctr(['task', 'exec', '--exec-id', 'e1', child, 'echo', 'in the pod']);
+    expect(exec.stdout.toString()).toBe('in the pod\n');
+
+    // Removing the pod's container leaves the sandbox running.
+    await ctrd.ctr(['task', 'kill', '-s', 'SIGKILL', child]);
+    await eventually(async () => (await taskStatus(child)) === 'STOPPED');
+    await ctrd.ctr(['task', 'delete', child]);
+    await ctrd.ctr(['container', 'delete', child]);
+    expect(await taskStatus(pod)).toBe('RUNNING');
+
+    await ctrd.ctr(['task', 'kill', '-s', 'SIGKILL', pod]);
+    await eventually(async () => (await taskStatus(pod)) === 'STOPPED');
+    await ctrd.ctr(['task', 'delete', pod]);
+    await ctrd.ctr(['container', 'delete', pod]);
+  });
+});

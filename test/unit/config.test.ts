@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { applyAnnotations, applyConfig, ConfigError } from '../../shim/src/containerd/config.js';
+import { DEFAULT_SETTINGS, type SandboxSettings } from '../../shim/src/sandbox/settings.js';
+
+const base: SandboxSettings = { ...DEFAULT_SETTINGS, kernelPath: '/k', imagePath: '/i' };
+
+describe('configuration file', () => {
+  it('applies every section to the settings', () => {
+    const { settings } = applyConfig(
+      base,
+      {
+        hypervisor: { accel: 'tcg', default_vcpus: 2, default_memory: 512, kernel: '/boot/vmlinux', kernel_params: 'quiet  foo=1' },
+        agent: { channel: 'serial', boot_timeout: 45 },
+        runtime: { debug: true, shutdown_timeout: 1 },
+      },
+      'test.toml',
+    );
+    expect(settings).toMatchObject({ accel: 'tcg', cpus: 2, memoryMiB: 512, kernelPath: '/boot/vmlinux', kernelParams: ['quiet', 'foo=1'] });
+    expect(settings).toMatchObject({ agentChannel: 'serial', bootTimeoutMs: 45_000, debug: true, shutdownTimeoutMs: 1000 });
+  });
+
+  it.each([
+    [{ hypervisor: { acel: 'tcg' } }, 'hypervisor.acel', /unknown key/],
+    [{ hypervisor: { accel: 'hvf' } }, 'hypervisor.accel', /one of auto, kvm, tcg/],
+    [{ hypervisor: { default_memory: '1G' } }, 'hypervisor.default_memory', /must be a number/],
+    [{ hypervisor: { default_memory: 16 } }, 'hypervisor.default_memory', /at least 64/],
+    [{ agent: 'serial' }, 'agent', /must be a table/],
+    [{ runtime: { enable_annotations: ['hypervisor.nope'] } }, 'runtime.enable_annotations', /not a key/],
+  ])('rejects %j naming the key', (doc, key, message) => {
+    let err: unknown;
+    try {
+      applyConfig(base, doc as Record<string, unknown>, 'test.toml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).key).toBe(key);
+    expect((err as Error).message).toMatch(message);
+  });
+});
+
+describe('annotations', () => {
+  const config = applyConfig(base, {}, 'defaults');
+
+  it('override the keys that are enabled', () => {
+    const settings = applyAnnotations(config, { 'io.katacontainers.config.hypervisor.default_memory': '1024', other: 'x' });
+    expect(settings.memoryMiB).toBe(1024);
+  });
+
+  it('refuse keys that are not enabled, naming the annotation', () => {
+    expect(() => applyAnnotations(config, { 'io.katacontainers.config.hypervisor.path': '/tmp/evil-qemu' })).toThrow(
+      /io\.katacontainers\.config\.hypervisor\.path: not allowed/,
+    );
+  });
+
+  it('refuse unknown keys and bad values', () => {
+    expect(() => applyAnnotations(config, { 'io.katacontainers.config.hypervisor.bogus': '1' })).toThrow(/unknown annotation/);
+    expect(() => applyAnnotations(config, { 'io.katacontainers.config.hypervisor.default_vcpus': 'many' })).toThrow(/must be a number/);
+  });
+});

@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { socketPath } from '../../shim/src/containerd/address.js';
+import { containerKind, sandboxIdOf } from '../../shim/src/containerd/annotations.js';
+import { parseFlags } from '../../shim/src/containerd/flags.js';
+import { sizeVm } from '../../shim/src/containerd/vm-sizing.js';
+
+describe('shim command line', () => {
+  it('parses what containerd 1.6 passes to start and delete', () => {
+    expect(parseFlags(['-namespace', 'default', '-address', '/run/containerd/containerd.sock', '-publish-binary', '/usr/bin/containerd', '-id', 't1', '-debug', 'start'])).toMatchObject({
+      namespace: 'default',
+      address: '/run/containerd/containerd.sock',
+      publishBinary: '/usr/bin/containerd',
+      id: 't1',
+      debug: true,
+      action: 'start',
+    });
+    expect(parseFlags(['-namespace=k8s.io', '--id', 'c', '-bundle', '/b', 'delete'])).toMatchObject({ namespace: 'k8s.io', id: 'c', bundle: '/b', action: 'delete' });
+    expect(parseFlags(['-namespace', 'n', '-id', 'x', '-socket', '/s']).action).toBe('serve');
+  });
+
+  it('rejects unknown flags and actions', () => {
+    expect(() => parseFlags(['-bogus', 'x'])).toThrow('flag provided but not defined: -bogus');
+    expect(() => parseFlags(['-id'])).toThrow('flag needs an argument: -id');
+    expect(() => parseFlags(['-id', 'x', 'restart'])).toThrow(/unknown action/);
+  });
+});
+
+describe('grouping', () => {
+  it('puts a CRI pod container in its sandbox’s shim, everything else in its own', () => {
+    const pod = { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'podA' };
+    expect(containerKind(pod)).toBe('pod-container');
+    expect(sandboxIdOf('c1', pod)).toBe('podA');
+    expect(sandboxIdOf('podA', { 'io.kubernetes.cri.container-type': 'sandbox', 'io.kubernetes.cri.sandbox-id': 'podA' })).toBe('podA');
+    expect(sandboxIdOf('t1', undefined)).toBe('t1');
+  });
+
+  it('derives the socket from containerd address, namespace and group, as containerd’s shims do', () => {
+    const a = socketPath('/run/containerd/containerd.sock', 'k8s.io', 'podA');
+    expect(a).toMatch(/^\/run\/containerd\/s\/[0-9a-f]{64}$/);
+    expect(socketPath('/run/containerd/containerd.sock', 'k8s.io', 'podA')).toBe(a);
+    expect(socketPath('/run/containerd/containerd.sock', 'default', 'podA')).not.toBe(a);
+  });
+});
+
+describe('VM sizing', () => {
+  it('adds the container limits to the defaults', () => {
+    expect(sizeVm({ cpus: 1, memoryMiB: 256 }, undefined)).toEqual({ cpus: 1, memoryMiB: 256 });
+    expect(sizeVm({ cpus: 1, memoryMiB: 256 }, { memory: { limit: 128 * 1024 * 1024 }, cpu: { quota: 150_000, period: 100_000 } })).toEqual({ cpus: 3, memoryMiB: 384 });
+    expect(sizeVm({ cpus: 1, memoryMiB: 256 }, { memory: { limit: 1 } }).memoryMiB).toBe(258);
+  });
+});

@@ -1,0 +1,169 @@
+// The Task service's bookkeeping and state machine, over a fake sandbox.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../common/log.js';
+import { containerd } from '../../proto/gen/containerd/containerd.js';
+import type { EventPublisher, TaskEvent } from '../../shim/src/containerd/events.js';
+import { TaskStatus } from '../../shim/src/containerd/process-state.js';
+import { TaskService } from '../../shim/src/containerd/task-service.js';
+import type { Sandbox } from '../../shim/src/sandbox/sandbox.js';
+
+import v2 = containerd.task.v2;
+
+function fakeProcess() {
+  let exit!: (status: number) => void;
+  const exited = new Promise<{ status: number; exitedAt: Date }>((r) => (exit = (status) => r({ status, exitedAt: new Date(1000) })));
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const signals: number[] = [];
+  return {
+    handle: {
+      stdout,
+      stderr,
+      wait: async () => {
+        const e = await exited;
+        stdout.end();
+        stderr.end();
+        return e;
+      },
+      closeStdin: async () => undefined,
+      write: async () => undefined,
+      signal: async (s: number) => void signals.push(s),
+      resize: async () => undefined,
+    },
+    exit,
+    signals,
+  };
+}
+
+function setup() {
+  const events: TaskEvent[] = [];
+  const procs: ReturnType<typeof fakeProcess>[] = [];
+  const removed: string[] = [];
+  const agentCalls: string[] = [];
+  const sandbox = {
+    id: 'sb',
+    vm: { pid: 4242 },
+    createContainer: async () => undefined,
+    startContainer: async () => {
+      const p = fakeProcess();
+      procs.push(p);
+      return { pid: 7, process: p.handle };
+    },
+    exec: async () => {
+      const p = fakeProcess();
+      procs.push(p);
+      return { pid: 8, process: p.handle };
+    },
+    removeContainer: async (id: string) => void removed.push(id),
+    agent: {
+      // The OOM long poll never answers here; every other call is recorded.
+      call: (method: string) => (method === 'getOomEvent' ? new Promise(() => undefined) : Promise.resolve(void agentCalls.push(method))),
+    },
+    stop: async () => undefined,
+  } as unknown as Sandbox;
+  let shutdowns = 0;
+  const service = new TaskService({
+    namespace: 'default',
+    log: createLogger({ level: 'error' }),
+    events: { publish: (e: TaskEvent) => void events.push(e) } as unknown as EventPublisher,
+    startSandbox: async () => sandbox,
+    onShutdown: () => void shutdowns++,
+  });
+  const bundle = mkdtempSync(join(tmpdir(), 'kata-ts-bundle-'));
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', process: { args: ['sh'], cwd: '/', user: { uid: 0, gid: 0 } }, root: { path: 'rootfs' } }));
+  const create = (id: string) => service.create(v2.CreateTaskRequest.create({ id, bundle }));
+  return { service, events, procs, removed, agentCalls, create, shutdowns: () => shutdowns };
+}
+
+const flush = () => new Promise((r) => setImmediate(r));
+const code = async (p: Promise<unknown>) => ((await p.catch((e: unknown) => e)) as { code?: number }).code;
+
+describe('TaskService', () => {
+  it('walks a task through create, start, exit and delete, with events in order', async () => {
+    const { service, events, procs, removed, create } = setup();
+    expect(await create('t1')).toEqual({ pid: 4242 });
+    expect((await service.state(v2.StateRequest.create({ id: 't1' }))).status).toBe(TaskStatus.CREATED);
+    expect(await service.start(v2.StartRequest.create({ id: 't1' }))).toEqual({ pid: 4242 });
+    expect((await service.state(v2.StateRequest.create({ id: 't1' }))).status).toBe(TaskStatus.RUNNING);
+    const waiting = service.wait(v2.WaitRequest.create({ id: 't1' }));
+    procs[0]!.exit(3);
+    expect((await waiting).exitStatus).toBe(3);
+    const deleted = await service.delete(v2.DeleteRequest.create({ id: 't1' }));
+    expect(deleted.exitStatus).toBe(3);
+    expect(removed).toEqual(['t1']);
+    expect(events.map((e) => e.topic)).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete']);
+    expect(await code(service.state(v2.StateRequest.create({ id: 't1' })))).toBe(5);
+  });
+
+  it('answers illegal requests with the codes containerd acts on', async () => {
+    const { service, create } = setup();
+    await create('t1');
+    expect(await code(create('t1'))).toBe(6); // ALREADY_EXISTS
+    expect(await code(create('bad id!'))).toBe(3); // INVALID_ARGUMENT
+    expect(await code(service.start(v2.StartRequest.create({ id: 'nope' })))).toBe(5); // NOT_FOUND
+    await service.start(v2.StartRequest.create({ id: 't1' }));
+    expect(await code(service.start(v2.StartRequest.create({ id: 't1' })))).toBe(9); // FAILED_PRECONDITION
+    expect(await code(service.delete(v2.DeleteRequest.create({ id: 't1' })))).toBe(9);
+    expect(await code(service.checkpoint(v2.CheckpointTaskRequest.create({ id: 't1' })))).toBe(12); // UNIMPLEMENTED
+    expect(await code(service.resume(v2.ResumeRequest.create({ id: 't1' })))).toBe(9);
+  });
+
+  it('keeps exec ids unique and reports an exec exit with its own id', async () => {
+    const { service, events, procs, create } = setup();
+    await create('t1');
+    await service.start(v2.StartRequest.create({ id: 't1' }));
+    const spec = { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from(JSON.stringify({ args: ['true'], cwd: '/' })) };
+    await service.exec(v2.ExecProcessRequest.create({ id: 't1', execId: 'e1', spec }));
+    expect(await code(service.exec(v2.ExecProcessRequest.create({ id: 't1', execId: 'e1', spec })))).toBe(6);
+    await service.start(v2.StartRequest.create({ id: 't1', execId: 'e1' }));
+    procs[1]!.exit(0);
+    await service.wait(v2.WaitRequest.create({ id: 't1', execId: 'e1' }));
+    const exit = events.find((e) => e.topic === '/tasks/exit');
+    expect(exit?.event).toMatchObject({ containerId: 't1', id: 'e1', exitStatus: 0 });
+  });
+
+  it('treats SIGKILL and SIGTERM to a stopped process as done, other signals as not found', async () => {
+    const { service, procs, create } = setup();
+    await create('t1');
+    await service.start(v2.StartRequest.create({ id: 't1' }));
+    await service.kill(v2.KillRequest.create({ id: 't1', signal: 15 }));
+    expect(procs[0]!.signals).toEqual([15]);
+    procs[0]!.exit(143);
+    await service.wait(v2.WaitRequest.create({ id: 't1' }));
+    await expect(service.kill(v2.KillRequest.create({ id: 't1', signal: 9 }))).resolves.toEqual({});
+    expect(await code(service.kill(v2.KillRequest.create({ id: 't1', signal: 1 })))).toBe(5);
+  });
+
+  it('pauses and resumes only a running task', async () => {
+    const { service, events, agentCalls, create } = setup();
+    await create('t1');
+    expect(await code(service.pause(v2.PauseRequest.create({ id: 't1' })))).toBe(9);
+    await service.start(v2.StartRequest.create({ id: 't1' }));
+    await service.pause(v2.PauseRequest.create({ id: 't1' }));
+    expect((await service.state(v2.StateRequest.create({ id: 't1' }))).status).toBe(TaskStatus.PAUSED);
+    expect(await code(service.pause(v2.PauseRequest.create({ id: 't1' })))).toBe(9);
+    await service.resume(v2.ResumeRequest.create({ id: 't1' }));
+    expect((await service.state(v2.StateRequest.create({ id: 't1' }))).status).toBe(TaskStatus.RUNNING);
+    expect(agentCalls).toEqual(['pauseContainer', 'resumeContainer']);
+    expect(events.map((e) => e.topic).slice(-2)).toEqual(['/tasks/paused', '/tasks/resumed']);
+  });
+
+  it('exits on Shutdown only when no task is left', async () => {
+    const { service, procs, create, shutdowns } = setup();
+    await create('t1');
+    await service.shutdown(v2.ShutdownRequest.create({ id: 't1' }));
+    await flush();
+    expect(shutdowns()).toBe(0);
+    await service.start(v2.StartRequest.create({ id: 't1' }));
+    procs[0]!.exit(0);
+    await service.wait(v2.WaitRequest.create({ id: 't1' }));
+    await service.delete(v2.DeleteRequest.create({ id: 't1' }));
+    await service.shutdown(v2.ShutdownRequest.create({ id: 't1' }));
+    await flush();
+    expect(shutdowns()).toBe(1);
+  });
+});
