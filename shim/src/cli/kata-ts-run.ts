@@ -43,6 +43,9 @@ async function main(): Promise<number> {
   const id = `run-${randomBytes(4).toString('hex')}`;
   const t0 = performance.now();
   const sandbox = await Sandbox.start(id, settings, log);
+  // Interrupted: still tear the sandbox down, so nothing is left behind.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => void sandbox.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143)));
   let status = 255;
   try {
     const spec = defaultSpec({ args: positionals, terminal: values.tty });
