@@ -75,7 +75,8 @@ async function main(): Promise<void> {
       const exec: number[] = [];
       for (let i = 0; i < runs; i++) exec.push(await timed(() => ctrd.ctr(['task', 'exec', '--exec-id', `e${i}`, c, 'true'])));
       const t0 = performance.now();
-      const big = await ctrd.ctr(['task', 'exec', '--exec-id', 'big', c, 'sh', '-c', 'head -c 100000000 /dev/zero'], { timeoutMs: 300_000 });
+      // dd, not head: busybox head is itself slow under TCG and would measure the producer.
+      const big = await ctrd.ctr(['task', 'exec', '--exec-id', 'big', c, 'dd', 'if=/dev/zero', 'bs=1000000', 'count=100'], { timeoutMs: 300_000 });
       const seconds = (performance.now() - t0) / 1000;
       if (big.stdout.length !== 100_000_000) throw new Error(`${name}: got ${big.stdout.length} bytes of 100000000`);
       await new Promise((r) => setTimeout(r, 1000));

@@ -66,17 +66,26 @@ export class OutputPipe {
   #pump(): void {
     const source = this.#source!;
     const sink = this.#reader!;
-    const onData = (chunk: Buffer) => {
-      if (!sink.write(chunk)) {
-        source.pause();
-        sink.once('drain', () => {
-          if (this.#reader === sink) source.resume();
-        });
+    let blocked = false;
+    // Paused mode: read() hands over everything buffered as one chunk, so while the agent is
+    // busy (slow under TCG) output is batched into fewer, larger messages.
+    const onReadable = () => {
+      if (blocked) return;
+      let chunk: Buffer | null;
+      while ((chunk = source.read() as Buffer | null) !== null) {
+        if (!sink.write(chunk)) {
+          blocked = true;
+          sink.once('drain', () => {
+            blocked = false;
+            if (this.#reader === sink) onReadable();
+          });
+          return;
+        }
       }
     };
-    source.on('data', onData);
-    this.#detachReader = () => source.off('data', onData);
-    source.resume();
+    source.on('readable', onReadable);
+    this.#detachReader = () => source.off('readable', onReadable);
+    onReadable();
   }
 
   #finish(): void {

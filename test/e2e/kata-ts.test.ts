@@ -2,7 +2,9 @@
 // in its own VM (QEMU under TCG here), reached by containerd through our shim.
 import { createHash } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import os from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, BUSYBOX_USER_IMAGE, BUSYBOX_USER_IMAGE_TAR, PrivateContainerd } from '../helpers/containerd.js';
@@ -176,6 +178,25 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
       expect(seen).toMatch(new RegExp(`/tasks/oom.*${id}`));
     } finally {
       events.kill();
+    }
+  });
+
+  it('reads the configuration file named by the runtime options, and names a bad key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kata-ts-config-'));
+    try {
+      const good = join(dir, 'good.toml');
+      writeFileSync(good, '[hypervisor]\ndefault_memory = 320\n');
+      const r = await run(['--runtime-config-path', good, BUSYBOX_IMAGE, newId(), 'sh', '-c', "awk '/MemTotal/{print $2}' /proc/meminfo"]);
+      expect(r.code).toBe(0);
+      // 320 MiB of RAM less what the guest kernel keeps for itself.
+      expect(Number(r.stdout.toString())).toBeGreaterThan(256 * 1024);
+      const bad = join(dir, 'bad.toml');
+      writeFileSync(bad, '[hypervisor]\ndefault_memroy = 320\n');
+      const failed = await run(['--runtime-config-path', bad, BUSYBOX_IMAGE, newId(), 'true']);
+      expect(failed.code).not.toBe(0);
+      expect(failed.stderr).toContain('hypervisor.default_memroy: unknown key');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -5,10 +5,12 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-export const REPO = resolve(import.meta.dirname, '../..');
+// Also when compiled into dist/ (the benchmarks import this harness).
+const above = resolve(import.meta.dirname, '../..');
+export const REPO = basename(above) === 'dist' ? dirname(above) : above;
 export const BUSYBOX_IMAGE = 'docker.io/library/kata-ts-busybox:latest';
 export const BUSYBOX_USER_IMAGE = 'docker.io/library/kata-ts-busybox-user:latest';
 export const BUSYBOX_IMAGE_TAR = join(REPO, 'build/busybox-image.tar');

@@ -46,6 +46,8 @@ export class AgentClient {
       'grpc.initial_reconnect_backoff_ms': 20,
       'grpc.max_reconnect_backoff_ms': 200,
       'grpc.enable_retries': 0,
+      // A large receive window: with HTTP/2's default 64 KiB the guest waits for a WINDOW_UPDATE every 64 KiB of output.
+      'grpc-node.flow_control_window': 8 * 1024 * 1024,
     });
     this.#died = o.vmExited.then(() => {
       this.#dead = true;
