@@ -23,7 +23,7 @@ ctrd=$!
 cleanup() {
   kill "$ctrd" 2>/dev/null || true
   wait "$ctrd" 2>/dev/null || true
-  grep " $dir/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
+  { grep " $dir/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
   rm -rf "$dir"
 }
 trap cleanup EXIT
