@@ -58,13 +58,22 @@ export class AgentClient {
 
   /** A unary call; fails with AgentCallError, or SandboxDeadError if the VM exits first. */
   call<K extends UnaryName>(method: K, request: RequestOf<K>, timeoutMs: number | null = this.o.defaultTimeoutMs): Promise<ResponseOf<K>> {
+    return this.#call(method, request, timeoutMs, (m, err) => this.explain(m, err));
+  }
+
+  #call<K extends UnaryName>(
+    method: K,
+    request: RequestOf<K>,
+    timeoutMs: number | null,
+    explain: (method: string, err: unknown) => Promise<Error>,
+  ): Promise<ResponseOf<K>> {
     if (this.#dead) return Promise.reject(new SandboxDeadError(this.o.sandboxId, `agent ${String(method)}`, this.o.deathDetail()));
     const options = timeoutMs === null ? {} : { deadline: Date.now() + timeoutMs };
     const fn = (this.#grpc[method] as unknown as (...args: unknown[]) => unknown).bind(this.#grpc);
     const result = new Promise<ResponseOf<K>>((resolve, reject) => {
       fn(request, new Metadata(), options, (err: ServiceError | null, res: ResponseOf<K>) => {
         if (!err) return resolve(res);
-        this.explain(String(method), err).then(reject, reject);
+        explain(String(method), err).then(reject, reject);
       });
     });
     return Promise.race([result, this.#died.catch(() => Promise.reject(new SandboxDeadError(this.o.sandboxId, `agent ${String(method)}`, this.o.deathDetail())))]);
@@ -94,7 +103,8 @@ export class AgentClient {
     let lastError = 'no answer';
     while (Date.now() < deadlineAt) {
       try {
-        await this.call('check', {}, Math.max(1, deadlineAt - Date.now()));
+        // While booting, a refused connection is expected: retry at once instead of waiting to see if the VM died.
+        await this.#call('check', {}, Math.max(1, deadlineAt - Date.now()), async (m, err) => AgentCallError.from(m, err));
         return;
       } catch (err) {
         if (err instanceof SandboxDeadError) throw new SandboxDeadError(this.o.sandboxId, 'boot', this.o.deathDetail());
