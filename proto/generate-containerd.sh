@@ -23,7 +23,7 @@ for f in "${sources[@]}"; do
 done
 out=proto/gen/containerd
 rm -rf "$out" && mkdir -p "$out"
-npx pbjs -t static-module -w es6 --es6 --force-number --no-verify --no-convert --no-delimited --no-service \
+npx pbjs -t static-module -w es6 --es6 --force-number --no-verify --no-convert --no-delimited --no-service --sparse \
   -p "$G" -p "$G/github.com/gogo/protobuf" -p "$G/github.com/gogo/googleapis" -p /usr/include \
   -o "$out/containerd.js" proto/ttrpc.proto "${sources[@]}"
 npx pbts --no-comments -o "$out/containerd.d.ts" "$out/containerd.js"

@@ -44,7 +44,9 @@ export async function startCommand(flags: ShimFlags, script: string): Promise<st
   }
   if (existsSync(path)) await unlink(path);
 
-  const args = [script, '-namespace', flags.namespace, '-id', flags.id, '-address', flags.address, '-socket', path, ...(flags.debug ? ['-debug'] : [])];
+  // The shim mostly waits and copies bytes: V8's lite mode (no optimizing tiers) and a small young
+  // generation cut its memory by about 10 MB, and each sandbox has one.
+  const args = ['--lite-mode', '--max-semi-space-size=1', script, '-namespace', flags.namespace, '-id', flags.id, '-address', flags.address, '-socket', path, ...(flags.debug ? ['-debug'] : [])];
   // fd 3 carries one line back: "ready", or the reason the shim could not start.
   const child = spawn(process.execPath, args, {
     cwd: bundle,
