@@ -2,7 +2,12 @@
 // containerd and the real ctr, in one run, printed side by side with ratios.
 //   node dist/bench/shim-vs-runc.js [runs]
 import { readFileSync, readdirSync } from 'node:fs';
-import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PrivateContainerd } from '../test/helpers/containerd.js';
+import { join } from 'node:path';
+import { createLogger } from '../common/log.js';
+import { defaultSpec } from '../shim/src/sandbox/default-spec.js';
+import { ensureRunRoot, Sandbox } from '../shim/src/sandbox/sandbox.js';
+import { DEFAULT_SETTINGS } from '../shim/src/sandbox/settings.js';
+import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PrivateContainerd, REPO } from '../test/helpers/containerd.js';
 
 const runs = Number(process.argv[2] ?? process.env.BENCH_RUNS ?? 3);
 const RUNTIMES = { runc: 'io.containerd.runc.v2', 'kata-ts': 'io.containerd.kata-ts.v2' } as const;
@@ -62,6 +67,23 @@ function processTree(rootPattern: RegExp): number[] {
   return [...tree];
 }
 
+/** The same work as `ctr run --rm … true` through the sandbox library alone: no containerd, no shim. */
+async function libraryRun(): Promise<number> {
+  const settings = { ...DEFAULT_SETTINGS, kernelPath: join(REPO, 'build/vmlinux'), imagePath: join(REPO, 'build/rootfs.img') };
+  await ensureRunRoot(settings);
+  const t0 = performance.now();
+  const sandbox = await Sandbox.start(id('lib'), settings, createLogger({ level: 'error' }));
+  try {
+    await sandbox.createContainer('c', { spec: defaultSpec({ args: ['true'] }), rootfs: join(REPO, 'build/busybox-rootfs') });
+    const { process: proc } = await sandbox.startContainer('c');
+    await proc.wait();
+    await sandbox.removeContainer('c');
+  } finally {
+    await sandbox.stop();
+  }
+  return performance.now() - t0;
+}
+
 async function main(): Promise<void> {
   const ctrd = await PrivateContainerd.start({ logLevel: 'warn' });
   try {
@@ -90,6 +112,9 @@ async function main(): Promise<void> {
       results[name] = { run: median(run), exec: median(exec), throughput: 100 / seconds, pss, shimPss: shimOnly };
       process.stderr.write(`${name}: run ${run.map(Math.round).join(' ')} ms; exec ${exec.map(Math.round).join(' ')} ms\n`);
     }
+    const library: number[] = [];
+    for (let i = 0; i < runs; i++) library.push(await libraryRun());
+    process.stderr.write(`library: run ${library.map(Math.round).join(' ')} ms\n`);
     const r = results.runc;
     const k = results['kata-ts'];
     const row = (label: string, a: number, b: number, unit: string, digits = 0) =>
@@ -101,6 +126,7 @@ async function main(): Promise<void> {
     console.log(row('stdout throughput, 100 MB', r.throughput!, k.throughput!, 'MB/s', 1));
     console.log(row('PSS per running container (all procs)', r.pss!, k.pss!, 'MB', 1));
     console.log(row('PSS of the shim itself', r.shimPss!, k.shimPss!, 'MB', 1));
+    console.log(`  the same run through the sandbox library alone: ${Math.round(median(library))} ms, so containerd + ctr + shim add ${Math.round(k.run! - median(library))} ms (target < 50 ms)`);
   } finally {
     await ctrd.stop();
   }
