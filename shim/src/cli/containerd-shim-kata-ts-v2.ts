@@ -2,14 +2,11 @@
 //   start   print the address of the shim for this task (spawning one if needed)
 //   delete  clean up after a task or a dead shim; prints a DeleteResponse
 //   (none)  serve the Task API (how `start` runs the long-lived shim)
+// Each action loads only what it needs: containerd runs `start` and `delete`
+// on the path of every `ctr run`, so their start-up time is the shim's overhead.
 import { fileURLToPath } from 'node:url';
-import { createLogger } from '../../../common/log.js';
-import { deleteCommand } from '../containerd/delete.js';
 import { FlagError, parseFlags } from '../containerd/flags.js';
-import { serveCommand } from '../containerd/serve.js';
-import { defaultShimSettings } from '../containerd/shim-settings.js';
-import { startCommand } from '../containerd/start.js';
-import { SHIM_VERSION } from '../containerd/task-service.js';
+import { SHIM_VERSION } from '../containerd/version.js';
 
 async function main(): Promise<number> {
   const flags = parseFlags(process.argv.slice(2));
@@ -19,19 +16,26 @@ async function main(): Promise<number> {
   }
   switch (flags.action) {
     case 'start': {
+      const { startCommand } = await import('../containerd/start.js');
       // stdout is the address and nothing else: containerd reads all of it.
       process.stdout.write(await startCommand(flags, fileURLToPath(import.meta.url)));
       return 0;
     }
     case 'delete': {
+      const [{ createLogger }, { deleteCommand }, { DEFAULT_SETTINGS }] = await Promise.all([
+        import('../../../common/log.js'),
+        import('../containerd/delete.js'),
+        import('../sandbox/settings.js'),
+      ]);
       const log = createLogger({ level: flags.debug ? 'debug' : 'warn', fields: { id: flags.id } });
-      const response = await deleteCommand(flags, defaultShimSettings(false).runRoot, log);
-      process.stdout.write(response);
+      process.stdout.write(await deleteCommand(flags, DEFAULT_SETTINGS.runRoot, log));
       return 0;
     }
-    case 'serve':
+    case 'serve': {
+      const { serveCommand } = await import('../containerd/serve.js');
       await serveCommand(flags);
       return -1; // keeps running
+    }
   }
 }
 

@@ -6,6 +6,7 @@ import { isAbsolute, join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
 import { containerd, google, runtimeoptions } from '../../../proto/gen/containerd/containerd.js';
 import { ConfigError } from './config.js';
+import { SHIM_VERSION } from './version.js';
 import { AgentCallError, SandboxDeadError } from '../sandbox/errors.js';
 import type { ProcessHandle } from '../sandbox/process-handle.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
@@ -19,7 +20,6 @@ import { ProcessStdio } from './stdio.js';
 
 import v2 = containerd.task.v2;
 
-export const SHIM_VERSION = 'kata-ts 0.1.0';
 const PROCESS_SPEC_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
 const RUNTIME_OPTIONS_URL = 'runtimeoptions.v1.Options';
 

@@ -7,7 +7,7 @@ import type { Logger } from '../../../common/log.js';
 import { loadNative } from '../../../native/native.js';
 import { VIRTIOFSD_PIDFILE } from '../hypervisor/vm.js';
 import { unmountAndRemove } from './host-mounts.js';
-import { sandboxDirs } from './sandbox.js';
+import { sandboxDirs } from './sandbox-dirs.js';
 
 async function killFromPidfile(path: string, expect: string, log: Logger): Promise<void> {
   const pid = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);

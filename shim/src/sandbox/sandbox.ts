@@ -1,6 +1,7 @@
 // A sandbox seen from the host: one VM with its agent, holding containers.
 // Knows nothing of containerd; the shim and the demo build on it.
-import { createHash, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
+import { sandboxDirs } from './sandbox-dirs.js';
 import { readFile, stat, mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type net from 'node:net';
@@ -38,15 +39,7 @@ export interface ContainerOptions {
   rootfs: string;
 }
 
-/** A short, socket-path-safe directory name for an id. */
-function dirName(id: string): string {
-  return id.length <= 40 ? id : createHash('sha256').update(id).digest('hex').slice(0, 40);
-}
-
-/** Where a sandbox keeps its VM files and its shared directory. */
-export function sandboxDirs(runRoot: string, id: string): { vmDir: string; sharedDir: string } {
-  return { vmDir: join(runRoot, 'vm', dirName(id)), sharedDir: join(runRoot, 'shared', dirName(id)) };
-}
+export { sandboxDirs } from './sandbox-dirs.js';
 
 export class Sandbox {
   readonly #containers = new Set<string>();
