@@ -325,29 +325,30 @@ export class TaskService {
     }
   }
 
-  async pause(req: v2.PauseRequest): Promise<google.protobuf.IEmpty> {
-    const task = this.#task(req.id);
-    task.init.state.paused();
-    try {
-      await (await this.#sandbox!).agent.call('pauseContainer', { containerId: req.id });
-    } catch (err) {
-      task.init.state.resumed();
-      throw toTtrpcError(err);
-    }
-    this.deps.events.publish({ topic: '/tasks/paused', type: 'TaskPaused', event: { containerId: req.id } });
-    return {};
+  pause(req: v2.PauseRequest): Promise<google.protobuf.IEmpty> {
+    return this.#setPaused(req.id, true);
   }
 
-  async resume(req: v2.ResumeRequest): Promise<google.protobuf.IEmpty> {
-    const task = this.#task(req.id);
-    task.init.state.resumed();
+  resume(req: v2.ResumeRequest): Promise<google.protobuf.IEmpty> {
+    return this.#setPaused(req.id, false);
+  }
+
+  /** Freezes or thaws the task's cgroup in the guest; the state changes first and rolls back on failure. */
+  async #setPaused(id: string, paused: boolean): Promise<google.protobuf.IEmpty> {
+    const state = this.#task(id).init.state;
+    const apply = (to: boolean) => (to ? state.paused() : state.resumed());
+    apply(paused);
     try {
-      await (await this.#sandbox!).agent.call('resumeContainer', { containerId: req.id });
+      await (await this.#sandbox!).agent.call(paused ? 'pauseContainer' : 'resumeContainer', { containerId: id });
     } catch (err) {
-      task.init.state.paused();
+      apply(!paused);
       throw toTtrpcError(err);
     }
-    this.deps.events.publish({ topic: '/tasks/resumed', type: 'TaskResumed', event: { containerId: req.id } });
+    this.deps.events.publish(
+      paused
+        ? { topic: '/tasks/paused', type: 'TaskPaused', event: { containerId: id } }
+        : { topic: '/tasks/resumed', type: 'TaskResumed', event: { containerId: id } },
+    );
     return {};
   }
 
