@@ -1,17 +1,11 @@
 // Mounts the root filesystem containerd's snapshotter describes onto the
 // bundle's rootfs directory, and unmounts it again.
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { containerd } from '../../../proto/gen/containerd/containerd.js';
+import { isMountPoint } from '../sandbox/host-mounts.js';
 
 const run = promisify(execFile);
-
-export function isMounted(path: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .some((line) => line.split(' ')[4] === path);
-}
 
 /** Mounts each of containerd's mounts in order onto `target` (overlay or bind, as the snapshotter says). */
 export async function mountRootfs(mounts: containerd.types.IMount[], target: string): Promise<void> {
@@ -28,5 +22,5 @@ export async function mountRootfs(mounts: containerd.types.IMount[], target: str
 
 /** Unmounts everything stacked on `target`; a target that is not mounted is fine. */
 export async function unmountRootfs(target: string): Promise<void> {
-  for (let i = 0; i < 16 && isMounted(target); i++) await run('umount', [target]).catch(() => run('umount', ['-l', target]));
+  for (let i = 0; i < 16 && isMountPoint(target); i++) await run('umount', [target]).catch(() => run('umount', ['-l', target]));
 }

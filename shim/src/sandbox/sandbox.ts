@@ -1,7 +1,6 @@
 // A sandbox seen from the host: one VM with its agent, holding containers.
 // Knows nothing of containerd; the shim and the demo build on it.
 import { randomInt } from 'node:crypto';
-import { sandboxDirs } from './sandbox-dirs.js';
 import { readFile, stat, mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type net from 'node:net';
@@ -14,6 +13,7 @@ import type { AgentChannel, VmDescription } from '../hypervisor/vm-description.j
 import { AgentClient } from './agent-client.js';
 import { bindMount, makeSharedMountPoint, unmountAndRemove } from './host-mounts.js';
 import { ProcessHandle } from './process-handle.js';
+import { sandboxDirs } from './sandbox-dirs.js';
 import type { SandboxSettings } from './settings.js';
 import { startVsockProxy } from '../../../native/vsock-proxy.js';
 
@@ -38,8 +38,6 @@ export interface ContainerOptions {
   /** Host directory holding the container's root filesystem. */
   rootfs: string;
 }
-
-export { sandboxDirs } from './sandbox-dirs.js';
 
 export class Sandbox {
   readonly #containers = new Set<string>();
