@@ -167,3 +167,24 @@ describe('TaskService', () => {
     expect(shutdowns()).toBe(1);
   });
 });
+
+describe('taskMethods', () => {
+  it('maps every failure to the gRPC code containerd acts on, at the ttrpc boundary', async () => {
+    const { taskMethods } = await import('../../shim/src/containerd/task-methods.js');
+    const { AgentCallError } = await import('../../shim/src/sandbox/errors.js');
+    const failing = {
+      kill: async () => {
+        throw new AgentCallError('SignalProcess', 9, 'container c1 is not running');
+      },
+      state: async () => {
+        throw new Error('boom');
+      },
+    } as unknown as TaskService;
+    const methods = taskMethods(failing);
+    const ctx = {} as never;
+    const kill = await methods.Kill!.prepare(v2.KillRequest.encode({ id: 'c1', signal: 15 }).finish())(ctx).catch((e: unknown) => e);
+    expect(kill).toMatchObject({ code: 9, message: expect.stringContaining('not running') });
+    const state = await methods.State!.prepare(v2.StateRequest.encode({ id: 'c1' }).finish())(ctx).catch((e: unknown) => e);
+    expect(state).toMatchObject({ code: 2, message: 'boom' });
+  });
+});

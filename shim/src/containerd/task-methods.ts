@@ -1,12 +1,21 @@
 // Binds the Task service to ttrpc: one line per rpc of containerd.task.v2.Task.
 import { containerd, google } from '../../../proto/gen/containerd/containerd.js';
-import { method, type ServiceMethods } from '../ttrpc/method.js';
-import type { TaskService } from './task-service.js';
+import { method as ttrpcMethod, type MessageDecoder, type MessageEncoder, type ServiceMethods } from '../ttrpc/method.js';
+import { toTtrpcError, type TaskService } from './task-service.js';
 
 import v2 = containerd.task.v2;
 
 export const TASK_SERVICE = 'containerd.task.v2.Task';
 const Empty = google.protobuf.Empty;
+
+/** A Task rpc whose failures reach containerd as the gRPC codes it acts on (NotFound, FailedPrecondition, …). */
+function method<Req, Res>(request: MessageDecoder<Req>, response: MessageEncoder<Res>, handler: (req: Req) => Promise<Res>) {
+  return ttrpcMethod(request, response, (req: Req) =>
+    handler(req).catch((err: unknown) => {
+      throw toTtrpcError(err);
+    }),
+  );
+}
 
 export function taskMethods(s: TaskService): ServiceMethods {
   return {

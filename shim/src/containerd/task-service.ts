@@ -67,7 +67,7 @@ export function runtimeConfigPath(options: google.protobuf.IAny | null | undefin
   return runtimeoptions.v1.Options.decode(options.value).configPath || undefined;
 }
 
-/** Turns a sandbox failure into the ttrpc error containerd acts on. */
+/** Turns a sandbox failure into the ttrpc error containerd acts on; task-methods.ts applies it to every rpc. */
 export function toTtrpcError(err: unknown): TtrpcError {
   if (err instanceof TtrpcError) return err;
   if (err instanceof ConfigError) return new TtrpcError(Code.INVALID_ARGUMENT, err.message);
@@ -168,7 +168,7 @@ export class TaskService {
       return { pid };
     } catch (err) {
       if (req.rootfs.length > 0) await unmountRootfs(rootfs).catch(() => undefined);
-      throw toTtrpcError(err);
+      throw err;
     }
   }
 
@@ -177,12 +177,7 @@ export class TaskService {
     const proc = this.#process(req.id, req.execId);
     proc.state.beginStart();
     const sandbox = await this.#sandbox!;
-    let started: { pid: number; process: ProcessHandle };
-    try {
-      started = req.execId ? await sandbox.exec(req.id, req.execId, proc.spec!) : await sandbox.startContainer(req.id);
-    } catch (err) {
-      throw toTtrpcError(err);
-    }
+    const started = req.execId ? await sandbox.exec(req.id, req.execId, proc.spec!) : await sandbox.startContainer(req.id);
     proc.handle = started.process;
     await proc.stdio.attach(started.process);
     const pid = sandbox.vm.pid ?? 0;
@@ -258,11 +253,7 @@ export class TaskService {
       this.#recordExit(task, req.execId, proc, sleepingExit(req.signal));
       return {};
     }
-    try {
-      await proc.handle!.signal(req.signal, req.all);
-    } catch (err) {
-      throw toTtrpcError(err);
-    }
+    await proc.handle!.signal(req.signal, req.all);
     return {};
   }
 
@@ -317,12 +308,8 @@ export class TaskService {
   async pids(req: v2.PidsRequest): Promise<v2.IPidsResponse> {
     this.#task(req.id).init.state.requireRunning('list the processes of');
     const sandbox = await this.#sandbox!;
-    try {
-      const res = await sandbox.agent.call('listProcesses', { containerId: req.id });
-      return { processes: res.processes.map((p) => ({ pid: p.pid })) };
-    } catch (err) {
-      throw toTtrpcError(err);
-    }
+    const res = await sandbox.agent.call('listProcesses', { containerId: req.id });
+    return { processes: res.processes.map((p) => ({ pid: p.pid })) };
   }
 
   pause(req: v2.PauseRequest): Promise<google.protobuf.IEmpty> {
@@ -342,7 +329,7 @@ export class TaskService {
       await (await this.#sandbox!).agent.call(paused ? 'pauseContainer' : 'resumeContainer', { containerId: id });
     } catch (err) {
       apply(!paused);
-      throw toTtrpcError(err);
+      throw err;
     }
     this.deps.events.publish(
       paused
@@ -355,11 +342,7 @@ export class TaskService {
   async resizePty(req: v2.ResizePtyRequest): Promise<google.protobuf.IEmpty> {
     const proc = this.#process(req.id, req.execId);
     proc.state.requireRunning('resize the terminal of');
-    try {
-      await proc.handle!.resize(req.height, req.width);
-    } catch (err) {
-      throw toTtrpcError(err);
-    }
+    await proc.handle!.resize(req.height, req.width);
     return {};
   }
 
@@ -372,22 +355,14 @@ export class TaskService {
   async update(req: v2.UpdateTaskRequest): Promise<google.protobuf.IEmpty> {
     this.#task(req.id).init.state.requireRunning('update');
     const json = Buffer.from(req.resources?.value ?? []).toString('utf8');
-    try {
-      await (await this.#sandbox!).agent.call('updateContainer', { containerId: req.id, resourcesJson: json || '{}' });
-    } catch (err) {
-      throw toTtrpcError(err);
-    }
+    await (await this.#sandbox!).agent.call('updateContainer', { containerId: req.id, resourcesJson: json || '{}' });
     return {};
   }
 
   async stats(req: v2.StatsRequest): Promise<v2.IStatsResponse> {
     this.#task(req.id).init.state.requireRunning('read the statistics of');
-    try {
-      const stats = await (await this.#sandbox!).agent.call('statsContainer', { containerId: req.id });
-      return { stats: metricsAny(stats) };
-    } catch (err) {
-      throw toTtrpcError(err);
-    }
+    const stats = await (await this.#sandbox!).agent.call('statsContainer', { containerId: req.id });
+    return { stats: metricsAny(stats) };
   }
 
   async connect(_req: v2.ConnectRequest): Promise<v2.IConnectResponse> {
