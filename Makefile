@@ -3,19 +3,21 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := demo
 
 BUILD := build
-APT_PACKAGES := qemu-system-x86 e2fsprogs busybox-static crun linux-source-6.1 bc flex bison \
+APT_PACKAGES := qemu-system-x86 e2fsprogs busybox-static linux-source-6.1 bc flex bison \
 	libelf-dev libssl-dev lz4 protobuf-compiler libprotobuf-dev gcc libc6-dev make python3 \
+	curl xz-utils patch gperf pkg-config libcap-dev libseccomp-dev \
 	containerd runc golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
 	golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
 AGENT_SRC := $(shell find agent/src common native -name '*.ts' 2>/dev/null)
 ADDON := native/build/Release/kata_ts_native.node
 KERNEL := $(BUILD)/vmlinux
+CRUN := $(BUILD)/crun
 ROOTFS := $(BUILD)/rootfs.img
 AGENT_BUNDLE := $(BUILD)/agent/agent.cjs
 BUSYBOX_ROOTFS := $(BUILD)/busybox-rootfs/.stamp
 BUSYBOX_IMAGES := $(BUILD)/busybox-image.tar $(BUILD)/busybox-image-user.tar
 
-.PHONY: demo test bench deps apt npm native proto build images kernel rootfs lint typecheck unit integration e2e clean install-shim
+.PHONY: demo test bench deps apt npm native proto build images kernel crun rootfs lint typecheck unit integration e2e clean install-shim
 
 ## demo: install everything, build the images, boot a sandbox and run a command in it, then the same through containerd
 demo: deps images build install-shim
@@ -69,11 +71,16 @@ $(BUILD)/bin/containerd-shim-kata-ts-v2: Makefile
 install-shim: build
 	install -m 0755 $(BUILD)/bin/containerd-shim-kata-ts-v2 /usr/local/bin/containerd-shim-kata-ts-v2
 
-images: kernel rootfs $(BUSYBOX_ROOTFS) $(BUSYBOX_IMAGES)
+images: kernel crun rootfs $(BUSYBOX_ROOTFS) $(BUSYBOX_IMAGES)
 
 kernel: $(KERNEL)
 $(KERNEL): images/kernel/build.sh images/kernel/config-fragment.txt | $(BUILD)/.apt-stamp
 	bash images/kernel/build.sh $@
+
+# The guest's crun: Debian's crun source, statically linked (cached like the kernel).
+crun: $(CRUN)
+$(CRUN): images/crun/build.sh | $(BUILD)/.apt-stamp
+	bash images/crun/build.sh $@
 
 $(AGENT_BUNDLE): $(AGENT_SRC) proto/gen/agent.ts node_modules/.package-lock.json
 	@mkdir -p $(dir $@)
@@ -86,8 +93,8 @@ $(BUILD)/tools/write-pfn-info.mjs: images/rootfs/write-pfn-info.ts images/rootfs
 	npx esbuild images/rootfs/write-pfn-info.ts --bundle --platform=node --format=esm --log-level=warning --outfile=$@
 
 rootfs: $(ROOTFS)
-$(ROOTFS): images/rootfs/build.sh images/rootfs/init.c agent/loader/agent-loader.cjs $(AGENT_BUNDLE) $(ADDON) $(BUILD)/tools/write-pfn-info.mjs | $(BUILD)/.apt-stamp
-	bash images/rootfs/build.sh $@ $(AGENT_BUNDLE) $(ADDON) $(BUILD)/tools/write-pfn-info.mjs
+$(ROOTFS): images/rootfs/build.sh images/rootfs/init.c agent/loader/agent-loader.cjs $(AGENT_BUNDLE) $(ADDON) $(CRUN) $(BUILD)/tools/write-pfn-info.mjs | $(BUILD)/.apt-stamp
+	bash images/rootfs/build.sh $@ $(AGENT_BUNDLE) $(ADDON) $(CRUN) $(BUILD)/tools/write-pfn-info.mjs
 
 $(BUSYBOX_ROOTFS): images/oci/build-busybox-rootfs.sh | $(BUILD)/.apt-stamp
 	bash images/oci/build-busybox-rootfs.sh $(BUILD)/busybox-rootfs

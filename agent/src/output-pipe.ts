@@ -33,6 +33,9 @@ export class OutputPipe {
   setSource(source: Readable): void {
     this.#source = source;
     source.pause();
+    // When a child exits, Node resumes its unread stdio streams, dropping what is buffered, unless a
+    // 'readable' listener is attached; a fast process can exit before the host starts reading.
+    source.on('readable', () => undefined);
     const finish = () => this.#finish();
     source.once('end', finish);
     source.once('close', finish);

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Builds the guest rootfs image that QEMU exposes as a read-only nvdimm:
-# the kata-ts init, Node and the bundled agent with its addon, crun and the
-# libraries they need, and busybox. The image is an ext4 at 2 MiB behind an
-# NVDIMM_PFN_INFO block, so the guest mounts it with DAX.
-#   usage: build.sh OUT_IMAGE AGENT_BUNDLE NATIVE_ADDON PFN_TOOL
+# the kata-ts init, Node and the libraries it needs, the bundled agent with its
+# addon, the statically linked crun from images/crun/build.sh, and busybox.
+# The image is an ext4 at 2 MiB behind an NVDIMM_PFN_INFO block, so the guest
+# mounts it with DAX.
+#   usage: build.sh OUT_IMAGE AGENT_BUNDLE NATIVE_ADDON CRUN PFN_TOOL
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: build.sh OUT_IMAGE AGENT_BUNDLE NATIVE_ADDON PFN_TOOL}
+out=${1:?usage: build.sh OUT_IMAGE AGENT_BUNDLE NATIVE_ADDON CRUN PFN_TOOL}
 agent=${2:?agent bundle}
 addon=${3:?native addon}
-pfn_tool=${4:?pfn tool}
+crun=${4:?static crun}
+pfn_tool=${5:?pfn tool}
 tree="$out.tree"
 
 rm -rf "$tree" && mkdir -p "$tree"/usr/{bin,sbin,lib/x86_64-linux-gnu,lib64,lib/kata-ts} "$tree"/{proc,sys,dev,run,tmp,root,etc}
@@ -32,7 +34,12 @@ copy_with_libs() {
 
 gcc -static -O2 -s -Wall -Wextra -Werror -o "$tree/usr/sbin/init" "$here/init.c"
 copy_with_libs /usr/bin/node /usr/bin/node
-copy_with_libs /usr/bin/crun /usr/bin/crun
+# Static: under TCG the dynamic loader costs each crun command ~170 ms.
+if readelf -l "$crun" | grep 'Requesting program interpreter' >/dev/null; then
+  echo "rootfs: $crun is dynamically linked; build it with images/crun/build.sh" >&2
+  exit 1
+fi
+install -m 0755 "$crun" "$tree/usr/bin/crun"
 install -m 0755 /bin/busybox "$tree/usr/bin/busybox"
 for applet in $("$tree/usr/bin/busybox" --list); do
   [ -e "$tree/usr/bin/$applet" ] || ln -s busybox "$tree/usr/bin/$applet"
