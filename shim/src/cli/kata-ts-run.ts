@@ -57,6 +57,14 @@ async function main(): Promise<number> {
     proc.stdout.once('data', () => (firstOutput = performance.now()));
     proc.stdout.pipe(process.stdout, { end: false });
     proc.stderr.pipe(process.stderr, { end: false });
+    // Our reader went away (`| head`): the process gets SIGPIPE, as it would on the host, and the
+    // sandbox is still torn down below instead of this process dying on the write error.
+    for (const [source, sink] of [[proc.stdout, process.stdout], [proc.stderr, process.stderr]] as const)
+      sink.on('error', () => {
+        source.unpipe(sink);
+        source.resume();
+        void proc.signal(13).catch(() => undefined);
+      });
     if (process.stdin.isTTY) await proc.closeStdin();
     else void proc.pipeFrom(process.stdin);
     const exit = await proc.wait();
