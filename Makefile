@@ -62,9 +62,9 @@ build: proto $(BUILD)/bin/containerd-shim-kata-ts-v2
 	mkdir -p dist/proto/gen/containerd && cp proto/gen/containerd/containerd.js dist/proto/gen/containerd/
 
 # containerd finds io.containerd.kata-ts.v2 as containerd-shim-kata-ts-v2 on its PATH.
-$(BUILD)/bin/containerd-shim-kata-ts-v2: Makefile
+$(BUILD)/bin/containerd-shim-kata-ts-v2: shim/bin/containerd-shim-kata-ts-v2.sh
 	@mkdir -p $(dir $@)
-	printf '#!/bin/sh\nexec node %s "$$@"\n' "$(CURDIR)/dist/shim/src/cli/containerd-shim-kata-ts-v2.js" > $@
+	sed 's|@SHIM_JS@|$(CURDIR)/dist/shim/src/cli/containerd-shim-kata-ts-v2.js|' $< > $@
 	chmod 0755 $@
 
 ## install-shim: put containerd-shim-kata-ts-v2 on PATH (/usr/local/bin) for the system containerd

@@ -1,8 +1,10 @@
 // The few system calls Node cannot make itself: AF_VSOCK sockets, receiving a
 // file descriptor over a unix socket (crun's --console-socket), setting a
-// pty's window size, and mount/umount. Everything else stays in TypeScript.
+// pty's window size, mount/umount, and pointing stdio at /dev/null in one
+// step. Everything else stays in TypeScript.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/vm_sockets.h>
 #include <node_api.h>
 #include <poll.h>
@@ -133,6 +135,23 @@ static napi_value set_window_size(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Points fds 0-2 at /dev/null with dup2, so no other thread can ever be handed
+// one of them in between (as a close-then-open would allow).
+static napi_value detach_stdio(napi_env env, napi_callback_info info) {
+  (void)info;
+  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) return throw_errno(env, "open(/dev/null)", errno);
+  for (int fd = 0; fd <= 2; fd++) {
+    if (dup2(null_fd, fd) < 0) {
+      int err = errno;
+      close(null_fd);
+      return throw_errno(env, "dup2", err);
+    }
+  }
+  if (null_fd > 2) close(null_fd);
+  return NULL;
+}
+
 static int get_string(napi_env env, napi_value v, char *buf, size_t len) {
   size_t got;
   if (napi_get_value_string_utf8(env, v, buf, len, &got) != napi_ok || got >= len - 1) {
@@ -185,6 +204,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setWindowSize", NULL, set_window_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mount", NULL, do_mount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"umount", NULL, do_umount, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"detachStdio", NULL, detach_stdio, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -14,6 +14,8 @@ export interface NativeAddon {
   setWindowSize(fd: number, rows: number, columns: number): void;
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount(target: string, flags?: number): void;
+  /** Points stdin, stdout and stderr at /dev/null atomically (dup2). */
+  detachStdio(): void;
 }
 
 export const ADDON_FILE = 'kata_ts_native.node';

@@ -13,9 +13,9 @@ const KATA = 'io.containerd.kata-ts.v2';
 let seq = 0;
 const newId = () => `kt-${process.pid}-${++seq}`;
 
-/** Everything a sandbox could leave behind on this host. */
-function leftovers(): string[] {
-  const found: string[] = [];
+/** The processes of sandboxes: QEMU, virtiofsd and our shim, with their command lines. */
+function sandboxProcesses(): { pid: number; cmd: string }[] {
+  const found: { pid: number; cmd: string }[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     let cmd = '';
@@ -24,8 +24,14 @@ function leftovers(): string[] {
     } catch {
       continue;
     }
-    if (/qemu-system|virtiofsd|containerd-shim-kata-ts-v2/.test(cmd) && !/vitest/.test(cmd)) found.push(`process ${name}: ${cmd.slice(0, 120)}`);
+    if (/qemu-system|virtiofsd|containerd-shim-kata-ts-v2/.test(cmd) && !/vitest/.test(cmd)) found.push({ pid: Number(name), cmd });
   }
+  return found;
+}
+
+/** Everything a sandbox could leave behind on this host. */
+function leftovers(): string[] {
+  const found = sandboxProcesses().map((p) => `process ${p.pid}: ${p.cmd.slice(0, 120)}`);
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const target = line.split(' ')[4] ?? '';
     if (target.startsWith('/run/kata-ts/')) found.push(`mount ${target}`);
@@ -196,6 +202,28 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
       expect(failed.code).not.toBe(0);
       expect(failed.stderr).toContain('hypervisor.default_memroy: unknown key');
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('cleans up after a killed shim under the run root its configuration file set', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kata-ts-runroot-'));
+    const id = newId();
+    try {
+      const config = join(dir, 'configuration.toml');
+      writeFileSync(config, `[runtime]\nrun_root = "${dir}/run"\n`);
+      expect((await ctrd.ctr(['run', '-d', '--runtime', KATA, '--runtime-config-path', config, BUSYBOX_IMAGE, id, 'sleep', '300'])).code).toBe(0);
+      expect(readdirSync(join(dir, 'run/vm'))).toHaveLength(1);
+      const shim = sandboxProcesses().find((p) => p.cmd.includes('containerd-shim-kata-ts-v2') && p.cmd.includes(` -id ${id} `));
+      expect(shim).toBeDefined();
+      process.kill(shim!.pid, 'SIGKILL');
+      // containerd sees the shim go and runs its delete, which must find the VM under the configured run root.
+      await eventually(() => leftovers().length === 0 && readdirSync(join(dir, 'run/vm')).length === 0 && !readFileSync('/proc/self/mountinfo', 'utf8').includes(dir));
+      expect(readdirSync(join(dir, 'run/shared'))).toEqual([]);
+    } finally {
+      await ctrd.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+      await ctrd.ctr(['task', 'delete', id]);
+      await ctrd.ctr(['container', 'delete', id]);
       rmSync(dir, { recursive: true, force: true });
     }
   });

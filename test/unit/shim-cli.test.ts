@@ -15,13 +15,14 @@ describe('shim command line', () => {
       action: 'start',
     });
     expect(parseFlags(['-namespace=k8s.io', '--id', 'c', '-bundle', '/b', 'delete'])).toMatchObject({ namespace: 'k8s.io', id: 'c', bundle: '/b', action: 'delete' });
-    expect(parseFlags(['-namespace', 'n', '-id', 'x', '-socket', '/s']).action).toBe('serve');
+    expect(parseFlags(['-v']).version).toBe(true);
   });
 
   it('rejects unknown flags and actions', () => {
     expect(() => parseFlags(['-bogus', 'x'])).toThrow('flag provided but not defined: -bogus');
     expect(() => parseFlags(['-id'])).toThrow('flag needs an argument: -id');
     expect(() => parseFlags(['-id', 'x', 'restart'])).toThrow(/unknown action/);
+    expect(() => parseFlags(['-namespace', 'n', '-id', 'x'])).toThrow('missing action: start or delete');
   });
 });
 

@@ -8,7 +8,9 @@ import { createLogger } from '../../common/log.js';
 import { containerd } from '../../proto/gen/containerd/containerd.js';
 import type { EventPublisher, TaskEvent } from '../../shim/src/containerd/events.js';
 import { TaskStatus } from '../../shim/src/containerd/process-state.js';
-import { TaskService } from '../../shim/src/containerd/task-service.js';
+import { recordedRunRoot } from '../../shim/src/containerd/bundle-state.js';
+import type { SandboxRequest } from '../../shim/src/containerd/sandbox-boot.js';
+import { TaskService, type PreparedSandbox } from '../../shim/src/containerd/task-service.js';
 import type { Sandbox } from '../../shim/src/sandbox/sandbox.js';
 
 import v2 = containerd.task.v2;
@@ -39,13 +41,25 @@ function fakeProcess() {
   };
 }
 
-function setup() {
+function fakeSandbox(id: string, stops: string[]) {
+  return {
+    id,
+    runRoot: '/run/kata-ts-unit',
+    vm: { pid: 4242 },
+    createContainer: async () => undefined,
+    agent: { call: () => new Promise(() => undefined) },
+    stop: async () => void stops.push(id),
+  } as unknown as Sandbox;
+}
+
+function setup(prepared?: PreparedSandbox) {
   const events: TaskEvent[] = [];
   const procs: ReturnType<typeof fakeProcess>[] = [];
   const removed: string[] = [];
   const agentCalls: string[] = [];
   const sandbox = {
     id: 'sb',
+    runRoot: '/run/kata-ts-unit',
     vm: { pid: 4242 },
     createContainer: async () => undefined,
     startContainer: async () => {
@@ -66,17 +80,22 @@ function setup() {
     stop: async () => undefined,
   } as unknown as Sandbox;
   let shutdowns = 0;
+  const booted: SandboxRequest[] = [];
   const service = new TaskService({
     namespace: 'default',
     log: createLogger({ level: 'error' }),
     events: { publish: (e: TaskEvent) => void events.push(e) } as unknown as EventPublisher,
-    startSandbox: async () => sandbox,
+    startSandbox: async (req) => {
+      booted.push(req);
+      return sandbox;
+    },
+    ...(prepared ? { prepared } : {}),
     onShutdown: () => void shutdowns++,
   });
   const bundle = mkdtempSync(join(tmpdir(), 'kata-ts-bundle-'));
   writeFileSync(join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', process: { args: ['sh'], cwd: '/', user: { uid: 0, gid: 0 } }, root: { path: 'rootfs' } }));
   const create = (id: string) => service.create(v2.CreateTaskRequest.create({ id, bundle }));
-  return { service, events, procs, removed, agentCalls, create, shutdowns: () => shutdowns };
+  return { service, events, procs, removed, agentCalls, create, booted, bundle, shutdowns: () => shutdowns };
 }
 
 const flush = () => new Promise((r) => setImmediate(r));
@@ -165,6 +184,51 @@ describe('TaskService', () => {
     await service.shutdown(v2.ShutdownRequest.create({ id: 't1' }));
     await flush();
     expect(shutdowns()).toBe(1);
+  });
+});
+
+describe('TaskService with a sandbox booted ahead of Create', () => {
+  const ahead = (configPath: string | undefined, stops: string[], sandbox: Promise<Sandbox> = Promise.resolve(fakeSandbox('t1', stops))): PreparedSandbox => ({
+    request: { sandboxId: 't1', bundle: '/nonexistent', spec: {}, configPath },
+    sandbox,
+  });
+
+  it('takes the boot over when Create asks for the same sandbox and configuration', async () => {
+    const stops: string[] = [];
+    const { create, booted, bundle } = setup(ahead(undefined, stops));
+    expect(await create('t1')).toEqual({ pid: 4242 });
+    expect(booted).toEqual([]);
+    expect(stops).toEqual([]);
+    // delete, run without the runtime options, finds the run root in the bundle.
+    expect(await recordedRunRoot(bundle)).toBe('/run/kata-ts-unit');
+  });
+
+  it('stops it and boots anew when Create names another configuration file', async () => {
+    const stops: string[] = [];
+    const { service, create, booted } = setup(ahead('/etc/other.toml', stops));
+    await create('t1');
+    await flush();
+    expect(booted.map((r) => [r.sandboxId, r.configPath])).toEqual([['t1', undefined]]);
+    expect(stops).toEqual(['t1']);
+    await service.teardown();
+    expect(stops).toEqual(['t1']); // the replacement is the fake of setup(), which records nothing
+  });
+
+  it('reports a failed boot at Create, and boots again for the next Create', async () => {
+    const stops: string[] = [];
+    const failed = Promise.reject(new Error('hypervisor.default_memroy: unknown key'));
+    const { create, booted } = setup(ahead(undefined, stops, failed));
+    await expect(create('t1')).rejects.toThrow('default_memroy');
+    expect(booted).toEqual([]);
+    await create('t1');
+    expect(booted.map((r) => r.sandboxId)).toEqual(['t1']);
+  });
+
+  it('stops a boot that no Create ever took on teardown', async () => {
+    const stops: string[] = [];
+    const { service } = setup(ahead(undefined, stops));
+    await service.teardown();
+    expect(stops).toEqual(['t1']);
   });
 });
 

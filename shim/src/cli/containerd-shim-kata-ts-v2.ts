@@ -1,25 +1,25 @@
 // containerd-shim-kata-ts-v2: the containerd shim v2 binary of kata-ts.
-//   start   print the address of the shim for this task (spawning one if needed)
+//   start   print the address of the shim for this task; for a new sandbox,
+//           this process then becomes that shim and keeps serving
 //   delete  clean up after a task or a dead shim; prints a DeleteResponse
-//   (none)  serve the Task API (how `start` runs the long-lived shim)
 // Each action loads only what it needs: containerd runs `start` and `delete`
 // on the path of every `ctr run`, so their start-up time is the shim's overhead.
-import { fileURLToPath } from 'node:url';
+// containerd runs this through the wrapper script `make install-shim` puts on
+// PATH (shim/bin/containerd-shim-kata-ts-v2.sh), which detaches `start`.
 import { FlagError, parseFlags } from '../containerd/flags.js';
 import { SHIM_VERSION } from '../containerd/version.js';
 
-async function main(): Promise<number> {
+async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   if (flags.version) {
     process.stdout.write(`containerd-shim-kata-ts-v2 ${SHIM_VERSION}\n`);
-    return 0;
+    return;
   }
   switch (flags.action) {
     case 'start': {
       const { startCommand } = await import('../containerd/start.js');
-      // stdout is the address and nothing else: containerd reads all of it.
-      process.stdout.write(await startCommand(flags, fileURLToPath(import.meta.url)));
-      return 0;
+      await startCommand(flags);
+      return;
     }
     case 'delete': {
       const [{ createLogger }, { deleteCommand }, { DEFAULT_SETTINGS }] = await Promise.all([
@@ -29,22 +29,12 @@ async function main(): Promise<number> {
       ]);
       const log = createLogger({ level: flags.debug ? 'debug' : 'warn', fields: { id: flags.id } });
       process.stdout.write(await deleteCommand(flags, DEFAULT_SETTINGS.runRoot, log));
-      return 0;
-    }
-    case 'serve': {
-      const { serveCommand } = await import('../containerd/serve.js');
-      await serveCommand(flags);
-      return -1; // keeps running
+      return;
     }
   }
 }
 
-main().then(
-  (code) => {
-    if (code >= 0) process.exitCode = code;
-  },
-  (err: Error) => {
-    process.stderr.write(`${err instanceof FlagError ? 'usage: ' : ''}${err.message}\n`);
-    process.exit(1);
-  },
-);
+main().catch((err: Error) => {
+  process.stderr.write(`${err instanceof FlagError ? 'usage: ' : ''}${err.message}\n`);
+  process.exit(1);
+});

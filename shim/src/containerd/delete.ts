@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
 import { containerd } from '../../../proto/gen/containerd/containerd.js';
 import { cleanupDeadSandbox } from '../sandbox/cleanup.js';
+import { recordedRunRoot } from './bundle-state.js';
 import { socketPath } from './address.js';
 import { sandboxIdOf } from './annotations.js';
 import { timestamp } from './events.js';
@@ -14,7 +15,8 @@ import type { ShimFlags } from './flags.js';
 import { unmountRootfs } from './rootfs.js';
 import { connectable } from './start.js';
 
-export async function deleteCommand(flags: ShimFlags, runRoot: string, log: Logger): Promise<Uint8Array> {
+/** defaultRunRoot is used only when the shim never recorded the run root of its sandbox in the bundle. */
+export async function deleteCommand(flags: ShimFlags, defaultRunRoot: string, log: Logger): Promise<Uint8Array> {
   const bundle = flags.bundle || process.cwd();
   const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8').catch(() => '{}')) as {
     annotations?: Record<string, string>;
@@ -25,7 +27,7 @@ export async function deleteCommand(flags: ShimFlags, runRoot: string, log: Logg
   const group = sandboxIdOf(flags.id, spec.annotations);
   const path = socketPath(flags.address, flags.namespace, group);
   if (!(await connectable(path))) {
-    await cleanupDeadSandbox(runRoot, group, log);
+    await cleanupDeadSandbox((await recordedRunRoot(bundle)) ?? defaultRunRoot, group, log);
     await unlink(path).catch(() => undefined);
   }
   return containerd.task.v2.DeleteResponse.encode({ pid: 0, exitStatus: 137, exitedAt: timestamp(new Date()) }).finish();

@@ -8,10 +8,10 @@ export interface ShimFlags {
   publishBinary: string;
   id: string;
   bundle: string;
-  socket: string;
   debug: boolean;
   version: boolean;
-  action: 'start' | 'delete' | 'serve';
+  /** Empty only with -v. */
+  action: 'start' | 'delete' | '';
 }
 
 const STRING_FLAGS: Record<string, keyof ShimFlags> = {
@@ -20,7 +20,6 @@ const STRING_FLAGS: Record<string, keyof ShimFlags> = {
   'publish-binary': 'publishBinary',
   id: 'id',
   bundle: 'bundle',
-  socket: 'socket',
 };
 const BOOL_FLAGS: Record<string, 'debug' | 'version'> = { debug: 'debug', v: 'version' };
 
@@ -32,7 +31,7 @@ export class FlagError extends Error {
 }
 
 export function parseFlags(argv: string[]): ShimFlags {
-  const flags: ShimFlags = { namespace: '', address: '', publishBinary: '', id: '', bundle: '', socket: '', debug: false, version: false, action: 'serve' };
+  const flags: ShimFlags = { namespace: '', address: '', publishBinary: '', id: '', bundle: '', debug: false, version: false, action: '' };
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -56,7 +55,9 @@ export function parseFlags(argv: string[]): ShimFlags {
     (flags as unknown as Record<string, string>)[key] = value;
   }
   const action = argv[i];
-  if (action !== undefined) {
+  if (action === undefined) {
+    if (!flags.version) throw new FlagError('missing action: start or delete');
+  } else {
     if (action !== 'start' && action !== 'delete') throw new FlagError(`unknown action ${JSON.stringify(action)}`);
     flags.action = action;
   }

@@ -1,21 +1,18 @@
-// The long-lived shim process: serves the Task API on its socket, logs to the
-// bundle's `log` FIFO that containerd copies into its own log, and exits when
-// containerd shuts it down with no task left (or on SIGTERM).
-import { constants, createWriteStream, openSync, writeSync, closeSync } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+// The long-lived shim (what `start` becomes for a new sandbox): serves the
+// Task API on its socket, logs to the bundle's `log` FIFO that containerd
+// copies into its own log, and exits when containerd shuts it down with no
+// task left (or on SIGTERM).
+// It begins booting its sandbox VM before it loads anything else: containerd's
+// first Create waits for the VM, so the Task API loads while the guest boots.
+import { constants, createWriteStream, fstatSync, openSync, readFileSync } from 'node:fs';
+import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger, type Logger } from '../../../common/log.js';
-import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
-import { TtrpcServer } from '../ttrpc/server.js';
-import { EventPublisher } from './events.js';
+import { containerKind } from './annotations.js';
 import type { ShimFlags } from './flags.js';
-import { applyAnnotations, loadConfig } from './config.js';
-import { defaultShimSettings } from './shim-settings.js';
-import { taskMethods, TASK_SERVICE } from './task-methods.js';
-import { TaskService } from './task-service.js';
-import { sizeVm } from './vm-sizing.js';
-
-const READY_FD = 3;
+import { isValidId } from './ids.js';
+import { bootSandbox, type SandboxRequest } from './sandbox-boot.js';
+import type { OciSpecLike, PreparedSandbox } from './task-service.js';
 
 function openLog(flags: ShimFlags): Logger {
   let write = (line: string) => void process.stderr.write(line + '\n');
@@ -35,17 +32,43 @@ function openLog(flags: ShimFlags): Logger {
   });
 }
 
-function tellStarter(message: string): void {
+/** The runtime options containerd writes to `start`'s stdin (a pipe, or /dev/null when there are none). */
+function readStartOptions(): Uint8Array {
+  const stdin = fstatSync(0);
+  return stdin.isFIFO() || stdin.isSocket() ? readFileSync(0) : new Uint8Array();
+}
+
+/**
+ * What containerd's first Create will ask for, known from the bundle before it
+ * arrives: the sandbox of this shim's own task. A task that joins another pod's
+ * sandbox never gets its own shim; anything unreadable is left for Create to
+ * report.
+ */
+async function sandboxAhead(flags: ShimFlags, log: Logger): Promise<SandboxRequest | undefined> {
+  const bundle = process.cwd();
   try {
-    writeSync(READY_FD, message + '\n');
-    closeSync(READY_FD);
-  } catch {
-    // not started by `start` (run by hand)
+    const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as OciSpecLike;
+    if (!isValidId(flags.id) || containerKind(spec.annotations) === 'pod-container') return undefined;
+    const options = readStartOptions();
+    const configPath = options.length > 0 ? (await import('./runtime-options.js')).configPathFromStartOptions(options) : undefined;
+    return { sandboxId: flags.id, bundle, spec, configPath };
+  } catch (err) {
+    log.debug('not booting ahead of Create', { error: (err as Error).message });
+    return undefined;
   }
 }
 
-export async function serveCommand(flags: ShimFlags): Promise<void> {
+/** Serves until shut down; calls onListening once the socket accepts connections. */
+export async function serveCommand(flags: ShimFlags, socket: string, onListening: () => Promise<void>): Promise<void> {
   const log = openLog(flags);
+  const ahead = await sandboxAhead(flags, log);
+  const prepared: PreparedSandbox | undefined = ahead && { request: ahead, sandbox: bootSandbox(ahead, flags.debug, log) };
+  const [{ TtrpcServer }, { EventPublisher }, { taskMethods, TASK_SERVICE }, { TaskService }] = await Promise.all([
+    import('../ttrpc/server.js'),
+    import('./events.js'),
+    import('./task-methods.js'),
+    import('./task-service.js'),
+  ]);
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, flags.namespace, log);
   const server = new TtrpcServer({ logger: log });
   let exiting = false;
@@ -57,21 +80,15 @@ export async function serveCommand(flags: ShimFlags): Promise<void> {
     await service.teardown().catch((err: Error) => log.error('teardown failed', { error: err.message }));
     await events.flush();
     events.close();
-    await unlink(flags.socket).catch(() => undefined);
+    await unlink(socket).catch(() => undefined);
     process.exit(0);
   };
-  const service: TaskService = new TaskService({
+  const service = new TaskService({
     namespace: flags.namespace,
     log,
     events,
-    startSandbox: async (sandboxId, spec, configPath) => {
-      const config = loadConfig(defaultShimSettings(flags.debug), configPath);
-      const settings = applyAnnotations(config, spec.annotations);
-      log.info('configuration', { source: config.source });
-      await ensureRunRoot(settings);
-      const size = sizeVm({ cpus: settings.cpus, memoryMiB: settings.memoryMiB }, spec.linux?.resources as never);
-      return Sandbox.start(sandboxId, { ...settings, ...size }, log.child({ sandbox: sandboxId }));
-    },
+    startSandbox: (req) => bootSandbox(req, flags.debug, log),
+    ...(prepared ? { prepared } : {}),
     onShutdown: () => void exit('shutdown'),
   });
   server.register(TASK_SERVICE, taskMethods(service));
@@ -82,11 +99,14 @@ export async function serveCommand(flags: ShimFlags): Promise<void> {
     void exit('uncaught exception');
   });
   try {
-    await server.listen(flags.socket);
+    await server.listen(socket);
+    log.info('shim serving', { socket, bootingAhead: prepared !== undefined });
+    await onListening();
   } catch (err) {
-    tellStarter(`cannot listen on ${flags.socket}: ${(err as Error).message}`);
+    process.stderr.write(`cannot serve on ${socket}: ${(err as Error).message}\n`);
+    await server.close().catch(() => undefined);
+    await service.teardown().catch(() => undefined);
+    await unlink(socket).catch(() => undefined);
     process.exit(1);
   }
-  log.info('shim serving', { socket: flags.socket });
-  tellStarter('ready');
 }

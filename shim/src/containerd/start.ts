@@ -1,17 +1,18 @@
 // `containerd-shim-kata-ts-v2 … start`: prints the address of the shim that
-// serves this task. A container of an existing pod gets its sandbox's shim;
-// anything else gets a new shim process, spawned detached and already
-// listening when this command prints its address.
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+// serves this task. A container of an existing pod gets its sandbox's shim's
+// address. Anything else gets a new shim, and that shim is this very process:
+// once it listens it prints its address, lets go of the stdout and stderr
+// containerd waits on, and keeps serving. The installed wrapper script runs
+// it in its own session and exits with the address, so containerd's `start`
+// returns after a single Node start-up (Go shims re-exec themselves instead,
+// which costs them little and would cost us a second start-up).
+import { existsSync, writeSync } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { socketPath, toAddress } from './address.js';
 import { containerKind, sandboxIdOf } from './annotations.js';
 import type { ShimFlags } from './flags.js';
-
-const READY_TIMEOUT_MS = 10_000;
 
 export function connectable(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -31,7 +32,8 @@ async function writeAddressFile(bundle: string, address: string): Promise<void> 
   await rename(tmp, join(bundle, 'address'));
 }
 
-export async function startCommand(flags: ShimFlags, script: string): Promise<string> {
+/** Resolves once the address was printed; when this process became the shim, it keeps running after that. */
+export async function startCommand(flags: ShimFlags): Promise<void> {
   const bundle = process.cwd();
   const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as { annotations?: Record<string, string> };
   const group = sandboxIdOf(flags.id, spec.annotations);
@@ -40,36 +42,21 @@ export async function startCommand(flags: ShimFlags, script: string): Promise<st
 
   if (containerKind(spec.annotations) === 'pod-container' || (existsSync(path) && (await connectable(path)))) {
     await writeAddressFile(bundle, address);
-    return address;
+    process.stdout.write(address);
+    return;
   }
   if (existsSync(path)) await unlink(path);
 
-  // The shim mostly waits and copies bytes: V8's lite mode (no optimizing tiers) and a small young
-  // generation cut its memory by about 10 MB, and each sandbox has one.
-  const args = ['--lite-mode', '--max-semi-space-size=1', script, '-namespace', flags.namespace, '-id', flags.id, '-address', flags.address, '-socket', path, ...(flags.debug ? ['-debug'] : [])];
-  // fd 3 carries one line back: "ready", or the reason the shim could not start.
-  const child = spawn(process.execPath, args, {
-    cwd: bundle,
-    detached: true,
-    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-    env: { ...process.env, UV_THREADPOOL_SIZE: '32' },
+  const [{ serveCommand }, { loadNative }] = await Promise.all([import('./serve.js'), import('../../../native/native.js')]);
+  await serveCommand(flags, path, async () => {
+    await writeAddressFile(bundle, address);
+    // stdout is the address and nothing else: containerd reads all of it, and waits for EOF.
+    writeSyncAll(1, address);
+    loadNative().detachStdio();
   });
-  const status = await new Promise<string>((resolve) => {
-    let text = '';
-    const timer = setTimeout(() => resolve('the shim did not start listening within 10 s'), READY_TIMEOUT_MS);
-    const pipe = child.stdio[3] as NodeJS.ReadableStream;
-    pipe.setEncoding('utf8');
-    pipe.on('data', (chunk: string) => (text += chunk));
-    pipe.on('end', () => {
-      clearTimeout(timer);
-      resolve(text.trim() || 'the shim exited before it was ready');
-    });
-  });
-  if (status !== 'ready') {
-    child.kill('SIGKILL');
-    throw new Error(status);
-  }
-  child.unref();
-  await writeAddressFile(bundle, address);
-  return address;
+}
+
+function writeSyncAll(fd: number, text: string): void {
+  const bytes = Buffer.from(text);
+  for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off);
 }

@@ -4,12 +4,15 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
-import { containerd, google, runtimeoptions } from '../../../proto/gen/containerd/containerd.js';
+import { containerd, google } from '../../../proto/gen/containerd/containerd.js';
 import { ConfigError } from './config.js';
 import { SHIM_VERSION } from './version.js';
 import { AgentCallError, SandboxDeadError } from '../sandbox/errors.js';
 import type { ProcessHandle } from '../sandbox/process-handle.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
+import type { SandboxRequest } from './sandbox-boot.js';
+import { recordRunRoot } from './bundle-state.js';
+import { isValidId } from './ids.js';
 import { Code, TtrpcError } from '../ttrpc/status.js';
 import { containerKind, sandboxIdOf } from './annotations.js';
 import { type EventPublisher, timestamp } from './events.js';
@@ -17,11 +20,11 @@ import { metricsAny } from './metrics.js';
 import { ProcessState, TaskStatus, type ExitRecord } from './process-state.js';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
 import { ProcessStdio } from './stdio.js';
+import { runtimeConfigPath } from './runtime-options.js';
 
 import v2 = containerd.task.v2;
 
 const PROCESS_SPEC_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
-const RUNTIME_OPTIONS_URL = 'runtimeoptions.v1.Options';
 
 interface ProcessRecord {
   state: ProcessState;
@@ -44,10 +47,17 @@ export interface TaskServiceDeps {
   namespace: string;
   log: Logger;
   events: EventPublisher;
-  /** Boots the sandbox VM for the first task; the spec sizes it; configPath comes from the runtime options. */
-  startSandbox: (sandboxId: string, spec: OciSpecLike, configPath: string | undefined) => Promise<Sandbox>;
+  /** Boots the sandbox VM for the first task. */
+  startSandbox: (req: SandboxRequest) => Promise<Sandbox>;
+  /** A boot the shim began before the first Create, from that task's bundle; Create takes it over if it asks for the same sandbox. */
+  prepared?: PreparedSandbox;
   /** Called after Shutdown answered, when no task is left. */
   onShutdown: () => void;
+}
+
+export interface PreparedSandbox {
+  request: SandboxRequest;
+  sandbox: Promise<Sandbox>;
 }
 
 export interface OciSpecLike {
@@ -57,15 +67,7 @@ export interface OciSpecLike {
   [key: string]: unknown;
 }
 
-const ID = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
 const sleepingExit = (signal: number): ExitRecord => ({ status: 128 + signal, at: new Date() });
-
-/** The config_path of runtimeoptions.v1.Options (CRI's ConfigPath, ctr --runtime-config-path), if given. */
-export function runtimeConfigPath(options: google.protobuf.IAny | null | undefined): string | undefined {
-  if (!options?.value?.length) return undefined;
-  if (options.type_url !== RUNTIME_OPTIONS_URL) throw new TtrpcError(Code.INVALID_ARGUMENT, `runtime options of type ${options.type_url} are not supported; use ${RUNTIME_OPTIONS_URL}`);
-  return runtimeoptions.v1.Options.decode(options.value).configPath || undefined;
-}
 
 /** Turns a sandbox failure into the ttrpc error containerd acts on; task-methods.ts applies it to every rpc. */
 export function toTtrpcError(err: unknown): TtrpcError {
@@ -79,8 +81,13 @@ export function toTtrpcError(err: unknown): TtrpcError {
 export class TaskService {
   readonly #tasks = new Map<string, Task>();
   #sandbox: Promise<Sandbox> | undefined;
+  #prepared: PreparedSandbox | undefined;
 
-  constructor(private readonly deps: TaskServiceDeps) {}
+  constructor(private readonly deps: TaskServiceDeps) {
+    this.#prepared = deps.prepared;
+    // Its failure is Create's to report; until then it must not count as unhandled.
+    this.#prepared?.sandbox.catch(() => undefined);
+  }
 
   #task(id: string): Task {
     const t = this.#tasks.get(id);
@@ -96,17 +103,34 @@ export class TaskService {
     return p;
   }
 
-  async #sandboxFor(taskId: string, spec: OciSpecLike, configPath: string | undefined): Promise<Sandbox> {
+  async #sandboxFor(taskId: string, bundle: string, spec: OciSpecLike, configPath: string | undefined): Promise<Sandbox> {
     if (!this.#sandbox) {
       if (containerKind(spec.annotations) === 'pod-container')
         throw new TtrpcError(Code.FAILED_PRECONDITION, `task ${taskId} belongs to pod sandbox ${sandboxIdOf(taskId, spec.annotations)}, which this shim does not run`);
-      this.#sandbox = this.deps.startSandbox(sandboxIdOf(taskId, spec.annotations), spec, configPath);
+      const request: SandboxRequest = { sandboxId: sandboxIdOf(taskId, spec.annotations), bundle, spec, configPath };
+      this.#sandbox = this.#takePrepared(request) ?? this.deps.startSandbox(request);
       this.#sandbox.then(
         (sandbox) => void this.#forwardOomEvents(sandbox),
         () => (this.#sandbox = undefined),
       );
     }
     return this.#sandbox;
+  }
+
+  /** The boot begun before Create, if it is for this sandbox with the same configuration; otherwise it is stopped. */
+  #takePrepared(request: SandboxRequest): Promise<Sandbox> | undefined {
+    const prepared = this.#prepared;
+    this.#prepared = undefined;
+    if (!prepared) return undefined;
+    if (prepared.request.sandboxId === request.sandboxId && prepared.request.configPath === request.configPath) return prepared.sandbox;
+    this.deps.log.warn('the sandbox booted ahead of Create does not match it; booting another', {
+      booted: prepared.request.sandboxId,
+      wanted: request.sandboxId,
+      bootedConfig: prepared.request.configPath ?? 'default',
+      wantedConfig: request.configPath ?? 'default',
+    });
+    void prepared.sandbox.then((s) => s.stop(), () => undefined);
+    return undefined;
   }
 
   /** Publishes /tasks/oom for every OOM kill the agent reports, until the sandbox goes away. */
@@ -126,7 +150,7 @@ export class TaskService {
   }
 
   async create(req: v2.CreateTaskRequest): Promise<v2.ICreateTaskResponse> {
-    if (!ID.test(req.id)) throw new TtrpcError(Code.INVALID_ARGUMENT, `task id ${JSON.stringify(req.id)} is not valid`);
+    if (!isValidId(req.id)) throw new TtrpcError(Code.INVALID_ARGUMENT, `task id ${JSON.stringify(req.id)} is not valid`);
     if (this.#tasks.has(req.id)) throw new TtrpcError(Code.ALREADY_EXISTS, `task ${req.id} already exists`);
     if (req.checkpoint) throw new TtrpcError(Code.UNIMPLEMENTED, 'restoring from a checkpoint is not supported by kata-ts');
     let spec: OciSpecLike;
@@ -140,7 +164,8 @@ export class TaskService {
     const log = this.deps.log.child({ id: req.id });
     if (req.rootfs.length > 0) await mountRootfs(req.rootfs, rootfs);
     try {
-      const sandbox = await this.#sandboxFor(req.id, spec, runtimeConfigPath(req.options));
+      const sandbox = await this.#sandboxFor(req.id, req.bundle, spec, runtimeConfigPath(req.options));
+      await recordRunRoot(req.bundle, sandbox.runRoot);
       await sandbox.createContainer(req.id, { spec, rootfs });
       const stdio = new ProcessStdio({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, log);
       const task: Task = {
@@ -259,7 +284,7 @@ export class TaskService {
 
   async exec(req: v2.ExecProcessRequest): Promise<google.protobuf.IEmpty> {
     const task = this.#task(req.id);
-    if (!req.execId || !ID.test(req.execId)) throw new TtrpcError(Code.INVALID_ARGUMENT, `exec id ${JSON.stringify(req.execId)} is not valid`);
+    if (!req.execId || !isValidId(req.execId)) throw new TtrpcError(Code.INVALID_ARGUMENT, `exec id ${JSON.stringify(req.execId)} is not valid`);
     if (task.execs.has(req.execId)) throw new TtrpcError(Code.ALREADY_EXISTS, `exec ${req.execId} already exists in task ${req.id}`);
     task.init.state.requireRunning('exec in');
     if (req.spec?.type_url && req.spec.type_url !== PROCESS_SPEC_URL)
@@ -380,14 +405,17 @@ export class TaskService {
     return {};
   }
 
-  /** Stops the sandbox VM (if one was started) and unmounts every rootfs. */
+  /** Stops the sandbox VM (if one was started or is booting) and unmounts every rootfs. */
   async teardown(): Promise<void> {
     for (const task of this.#tasks.values()) {
       for (const p of [task.init, ...task.execs.values()]) await p.stdio.close().catch(() => undefined);
       if (task.mountedRootfs) await unmountRootfs(task.rootfs).catch(() => undefined);
     }
     this.#tasks.clear();
-    const sandbox = this.#sandbox ? await this.#sandbox.catch(() => undefined) : undefined;
-    await sandbox?.stop();
+    for (const booting of [this.#sandbox, this.#prepared?.sandbox]) {
+      const sandbox = booting ? await booting.catch(() => undefined) : undefined;
+      await sandbox?.stop();
+    }
+    this.#prepared = undefined;
   }
 }

@@ -10,7 +10,7 @@ import { chooseAccel, chooseChannel, probeHost, type HostProbe } from '../hyperv
 import { FAST_BOOT_CMDLINE, ROOTFS_CMDLINE } from '../hypervisor/qemu-args.js';
 import { QemuVm } from '../hypervisor/vm.js';
 import type { AgentChannel, VmDescription } from '../hypervisor/vm-description.js';
-import { AgentClient } from './agent-client.js';
+import type { AgentClient } from './agent-client.js';
 import { bindMount, makeSharedMountPoint, unmountAndRemove } from './host-mounts.js';
 import { ProcessHandle } from './process-handle.js';
 import { sandboxDirs } from './sandbox-dirs.js';
@@ -54,6 +54,11 @@ export class Sandbox {
     private readonly proxy: net.Server | undefined,
     private readonly log: Logger,
   ) {}
+
+  /** Where this sandbox keeps its files (the cleanup after a dead shim looks there). */
+  get runRoot(): string {
+    return this.settings.runRoot;
+  }
 
   /** Boots the VM, waits for the agent and creates the sandbox in the guest. Leaves nothing behind on failure. */
   static async start(id: string, settings: SandboxSettings, log: Logger, probe: HostProbe = probeHost()): Promise<Sandbox> {
@@ -113,6 +118,8 @@ export class Sandbox {
       });
       if (agentChannel.kind === 'vsock') proxy = await startVsockProxy(native, agentSocket, agentChannel.guestCid, AGENT_VSOCK_PORT);
       const theVm = vm;
+      // Loaded while the guest boots: grpc-js and the agent API take ~130 ms to load, and QEMU should not wait for them.
+      const { AgentClient } = await import('./agent-client.js');
       agent = new AgentClient({
         sandboxId: id,
         socketPath: agentSocket,

@@ -1,0 +1,24 @@
+#!/bin/sh
+# containerd-shim-kata-ts-v2 as containerd runs it: `make install-shim` puts
+# this script on PATH with SHIM_JS filled in.
+#
+# For `start`, containerd takes everything the command prints (stdout and
+# stderr share one pipe) as the shim's address, once the command has exited
+# and the pipe reached EOF. The Node process started here prints the address
+# once it listens and then lets go of the pipe; for a new sandbox it keeps
+# running as the shim. `setsid -f` puts it in its own session and returns at
+# once, so the substitution below ends at that EOF, not at the shim's exit.
+# V8 is set for a process that mostly waits and copies bytes: lite mode and a
+# small young generation save about 10 MB per sandbox (wasm off, or lite mode
+# warns on stderr, which would garble the address).
+set -u
+SHIM_JS='@SHIM_JS@'
+for action; do :; done # the action comes last
+if [ "${action:-}" = start ]; then
+  address=$(UV_THREADPOOL_SIZE=32 setsid -f node --lite-mode --no-expose-wasm --max-semi-space-size=1 "$SHIM_JS" "$@")
+  # Empty: the shim failed, and said why on stderr, which containerd reports.
+  [ -n "$address" ] || exit 1
+  printf '%s' "$address"
+  exit 0
+fi
+exec node "$SHIM_JS" "$@"

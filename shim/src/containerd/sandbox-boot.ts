@@ -1,0 +1,32 @@
+// Boots a shim's sandbox VM with the settings its configuration file and the
+// task's annotations give. The shim starts this as soon as it runs, from the
+// bundle containerd wrote before `start` and the runtime options `start`
+// passed on: containerd's first Create would wait for the VM anyway, so the
+// rest of the shim loads while the guest boots.
+import type { Logger } from '../../../common/log.js';
+import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
+import { recordRunRoot } from './bundle-state.js';
+import { applyAnnotations, loadConfig } from './config.js';
+import { defaultShimSettings } from './shim-settings.js';
+import type { OciSpecLike } from './task-service.js';
+import { sizeVm } from './vm-sizing.js';
+
+export interface SandboxRequest {
+  sandboxId: string;
+  /** The bundle of the task the sandbox is booted for; the run root is recorded there for `delete`. */
+  bundle: string;
+  /** That task's OCI spec: its annotations and resource limits size the VM. */
+  spec: OciSpecLike;
+  /** From the runtime options; undefined means the documented default path. */
+  configPath: string | undefined;
+}
+
+export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logger): Promise<Sandbox> {
+  const config = loadConfig(defaultShimSettings(debug), req.configPath);
+  const settings = applyAnnotations(config, req.spec.annotations);
+  log.info('configuration', { source: config.source });
+  await ensureRunRoot(settings);
+  await recordRunRoot(req.bundle, settings.runRoot);
+  const size = sizeVm({ cpus: settings.cpus, memoryMiB: settings.memoryMiB }, req.spec.linux?.resources as never);
+  return Sandbox.start(req.sandboxId, { ...settings, ...size }, log.child({ sandbox: req.sandboxId }));
+}
