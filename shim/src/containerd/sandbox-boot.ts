@@ -21,12 +21,13 @@ export interface SandboxRequest {
   configPath: string | undefined;
 }
 
-export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logger): Promise<Sandbox> {
+/** onLaunched is called once QEMU runs (not if the boot fails before that). */
+export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logger, onLaunched?: () => void): Promise<Sandbox> {
   const config = loadConfig(defaultShimSettings(debug), req.configPath);
   const settings = applyAnnotations(config, req.spec.annotations);
   log.info('configuration', { source: config.source });
   await ensureRunRoot(settings);
   await recordRunRoot(req.bundle, settings.runRoot);
   const size = sizeVm({ cpus: settings.cpus, memoryMiB: settings.memoryMiB }, req.spec.linux?.resources as never);
-  return Sandbox.start(req.sandboxId, { ...settings, ...size }, log.child({ sandbox: req.sandboxId }));
+  return Sandbox.start(req.sandboxId, { ...settings, ...size }, log.child({ sandbox: req.sandboxId }), onLaunched ? { onLaunched } : {});
 }

@@ -62,7 +62,14 @@ async function sandboxAhead(flags: ShimFlags, log: Logger): Promise<SandboxReque
 export async function serveCommand(flags: ShimFlags, socket: string, onListening: () => Promise<void>): Promise<void> {
   const log = openLog(flags);
   const ahead = await sandboxAhead(flags, log);
-  const prepared: PreparedSandbox | undefined = ahead && { request: ahead, sandbox: bootSandbox(ahead, flags.debug, log) };
+  let prepared: PreparedSandbox | undefined;
+  if (ahead) {
+    // QEMU first: loading the Task API is synchronous work that would hold up each step of the launch.
+    let launched!: () => void;
+    const qemuRuns = new Promise<void>((resolve) => (launched = resolve));
+    prepared = { request: ahead, sandbox: bootSandbox(ahead, flags.debug, log, launched) };
+    await Promise.race([qemuRuns, prepared.sandbox.catch(() => undefined)]);
+  }
   const [{ TtrpcServer }, { EventPublisher }, { taskMethods, TASK_SERVICE }, { TaskService }] = await Promise.all([
     import('../ttrpc/server.js'),
     import('./events.js'),

@@ -39,6 +39,13 @@ export interface ContainerOptions {
   rootfs: string;
 }
 
+export interface StartOptions {
+  /** What the host offers (KVM, vhost-vsock); probed when not given. */
+  probe?: HostProbe;
+  /** Called once QEMU runs, while the guest boots. */
+  onLaunched?: () => void;
+}
+
 export class Sandbox {
   readonly #containers = new Set<string>();
   #stopped: Promise<void> | undefined;
@@ -61,7 +68,8 @@ export class Sandbox {
   }
 
   /** Boots the VM, waits for the agent and creates the sandbox in the guest. Leaves nothing behind on failure. */
-  static async start(id: string, settings: SandboxSettings, log: Logger, probe: HostProbe = probeHost()): Promise<Sandbox> {
+  static async start(id: string, settings: SandboxSettings, log: Logger, opts: StartOptions = {}): Promise<Sandbox> {
+    const probe = opts.probe ?? probeHost();
     const accel = chooseAccel(settings.accel, probe);
     const channel = chooseChannel(settings.agentChannel, probe);
     log.info('sandbox accel', { sandbox: id, accel: accel.value, reason: accel.reason });
@@ -116,6 +124,7 @@ export class Sandbox {
         virtiofsd: { binary: settings.virtiofsdBinary, sharedDir, cache: settings.virtiofsCache },
         log: log.child({ sandbox: id }),
       });
+      opts.onLaunched?.();
       if (agentChannel.kind === 'vsock') proxy = await startVsockProxy(native, agentSocket, agentChannel.guestCid, AGENT_VSOCK_PORT);
       const theVm = vm;
       // Loaded while the guest boots: grpc-js and the agent API take ~130 ms to load, and QEMU should not wait for them.
