@@ -206,7 +206,7 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
     }
   });
 
-  it('cleans up after a killed shim under the run root its configuration file set', async () => {
+  it('sets the shim’s OOM score, and cleans up after a killed shim under the run root its configuration file set', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kata-ts-runroot-'));
     const id = newId();
     try {
@@ -216,6 +216,11 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
       expect(readdirSync(join(dir, 'run/vm'))).toHaveLength(1);
       const shim = sandboxProcesses().find((p) => p.cmd.includes('containerd-shim-kata-ts-v2') && p.cmd.includes(` -id ${id} `));
       expect(shim).toBeDefined();
+      // The shim sits one OOM point above containerd, as containerd's own shims do; QEMU inherits it.
+      const oomScore = (pid: number) => Number(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8'));
+      const qemu = sandboxProcesses().find((p) => p.cmd.includes(`-name kata-ts-${id} `));
+      expect(oomScore(shim!.pid)).toBe(Math.min(1000, oomScore(ctrd.pid!) + 1));
+      expect(oomScore(qemu!.pid)).toBe(oomScore(shim!.pid));
       process.kill(shim!.pid, 'SIGKILL');
       // containerd sees the shim go and runs its delete, which must find the VM under the configured run root.
       await eventually(() => leftovers().length === 0 && readdirSync(join(dir, 'run/vm')).length === 0 && !readFileSync('/proc/self/mountinfo', 'utf8').includes(dir));

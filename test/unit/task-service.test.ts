@@ -57,6 +57,7 @@ function setup(prepared?: PreparedSandbox) {
   const procs: ReturnType<typeof fakeProcess>[] = [];
   const removed: string[] = [];
   const agentCalls: string[] = [];
+  const sandboxStops: string[] = [];
   const sandbox = {
     id: 'sb',
     runRoot: '/run/kata-ts-unit',
@@ -77,7 +78,7 @@ function setup(prepared?: PreparedSandbox) {
       // The OOM long poll never answers here; every other call is recorded.
       call: (method: string) => (method === 'getOomEvent' ? new Promise(() => undefined) : Promise.resolve(void agentCalls.push(method))),
     },
-    stop: async () => undefined,
+    stop: async () => void sandboxStops.push('sb'),
   } as unknown as Sandbox;
   let shutdowns = 0;
   const booted: SandboxRequest[] = [];
@@ -95,7 +96,7 @@ function setup(prepared?: PreparedSandbox) {
   const bundle = mkdtempSync(join(tmpdir(), 'kata-ts-bundle-'));
   writeFileSync(join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', process: { args: ['sh'], cwd: '/', user: { uid: 0, gid: 0 } }, root: { path: 'rootfs' } }));
   const create = (id: string) => service.create(v2.CreateTaskRequest.create({ id, bundle }));
-  return { service, events, procs, removed, agentCalls, create, booted, bundle, shutdowns: () => shutdowns };
+  return { service, events, procs, removed, agentCalls, create, booted, bundle, sandboxStops, shutdowns: () => shutdowns };
 }
 
 const flush = () => new Promise((r) => setImmediate(r));
@@ -171,17 +172,20 @@ describe('TaskService', () => {
     expect(events.map((e) => e.topic).slice(-2)).toEqual(['/tasks/paused', '/tasks/resumed']);
   });
 
-  it('exits on Shutdown only when no task is left', async () => {
-    const { service, procs, create, shutdowns } = setup();
+  it('stops the sandbox and exits on Shutdown only when no task is left', async () => {
+    const { service, procs, create, shutdowns, sandboxStops } = setup();
     await create('t1');
     await service.shutdown(v2.ShutdownRequest.create({ id: 't1' }));
     await flush();
     expect(shutdowns()).toBe(0);
+    expect(sandboxStops).toEqual([]);
     await service.start(v2.StartRequest.create({ id: 't1' }));
     procs[0]!.exit(0);
     await service.wait(v2.WaitRequest.create({ id: 't1' }));
     await service.delete(v2.DeleteRequest.create({ id: 't1' }));
     await service.shutdown(v2.ShutdownRequest.create({ id: 't1' }));
+    // Stopped before the answer, so containerd's `delete` never meets a half-stopped sandbox.
+    expect(sandboxStops).toEqual(['sb']);
     await flush();
     expect(shutdowns()).toBe(1);
   });

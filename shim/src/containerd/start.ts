@@ -47,6 +47,7 @@ export async function startCommand(flags: ShimFlags): Promise<void> {
   }
   if (existsSync(path)) await unlink(path);
 
+  await raiseOomScoreAboveContainerd();
   const [{ serveCommand }, { loadNative }] = await Promise.all([import('./serve.js'), import('../../../native/native.js')]);
   await serveCommand(flags, path, async () => {
     await writeAddressFile(bundle, address);
@@ -54,6 +55,18 @@ export async function startCommand(flags: ShimFlags): Promise<void> {
     writeSyncAll(1, address);
     loadNative().detachStdio();
   });
+}
+
+/**
+ * As containerd's own shims do: one point above containerd's OOM score (which this process
+ * inherited), so under memory pressure the kernel kills a sandbox before containerd. QEMU and
+ * virtiofsd inherit it. Best effort: the score stays as it is where the kernel refuses.
+ */
+async function raiseOomScoreAboveContainerd(): Promise<void> {
+  const file = '/proc/self/oom_score_adj';
+  const inherited = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10);
+  if (Number.isNaN(inherited)) return;
+  await writeFile(file, String(Math.min(1000, inherited + 1))).catch(() => undefined);
 }
 
 function writeSyncAll(fd: number, text: string): void {

@@ -399,9 +399,15 @@ export class TaskService {
     throw new TtrpcError(Code.UNIMPLEMENTED, 'checkpoint is not supported by kata-ts: a VM sandbox has no CRIU path');
   }
 
-  /** Exits the shim once no task is left; otherwise (a pod with other containers) does nothing. */
+  /**
+   * Once no task is left, stops the sandbox before answering and exits after; otherwise (a pod
+   * with other containers) does nothing. Answering first would let containerd run `delete`
+   * while the VM is still shutting down, and that would take the shim for dead and kill it.
+   */
   async shutdown(_req: v2.ShutdownRequest): Promise<google.protobuf.IEmpty> {
-    if (this.#tasks.size === 0) setImmediate(this.deps.onShutdown);
+    if (this.#tasks.size > 0) return {};
+    await this.teardown();
+    setImmediate(this.deps.onShutdown);
     return {};
   }
 
