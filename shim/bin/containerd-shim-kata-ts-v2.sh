@@ -13,12 +13,26 @@
 # warns on stderr, which would garble the address).
 set -u
 SHIM_JS='@SHIM_JS@'
-for action; do :; done # the action comes last
+bundle=$PWD # containerd runs us in the bundle; CRI also passes -bundle
+previous=
+for action; do # the action comes last
+  case $previous in -bundle | --bundle) bundle=$action ;; esac
+  case $action in -bundle=* | --bundle=*) bundle=${action#*=} ;; esac
+  previous=$action
+done
 if [ "${action:-}" = start ]; then
   address=$(UV_THREADPOOL_SIZE=32 setsid -f node --lite-mode --no-expose-wasm --max-semi-space-size=1 "$SHIM_JS" "$@")
   # Empty: the shim failed, and said why on stderr, which containerd reports.
   [ -n "$address" ] || exit 1
   printf '%s' "$address"
+  exit 0
+fi
+# containerd runs `delete` after every task, on its critical path. When the
+# shim has already removed the task and all `delete` would clean up, there is
+# nothing to do: containerd ignores the answer for a task it already deleted,
+# and an empty one decodes as a zero DeleteResponse. (Name kept in step with
+# CLEANED_UP_FILE in shim/src/containerd/bundle-state.ts.)
+if [ "${action:-}" = delete ] && [ -e "$bundle/kata-ts.cleaned-up" ]; then
   exit 0
 fi
 exec node "$SHIM_JS" "$@"

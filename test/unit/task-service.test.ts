@@ -1,5 +1,5 @@
 // The Task service's bookkeeping and state machine, over a fake sandbox.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -8,7 +8,7 @@ import { createLogger } from '../../common/log.js';
 import { containerd } from '../../proto/gen/containerd/containerd.js';
 import type { EventPublisher, TaskEvent } from '../../shim/src/containerd/events.js';
 import { TaskStatus } from '../../shim/src/containerd/process-state.js';
-import { recordedRunRoot } from '../../shim/src/containerd/bundle-state.js';
+import { CLEANED_UP_FILE, recordedRunRoot } from '../../shim/src/containerd/bundle-state.js';
 import type { SandboxRequest } from '../../shim/src/containerd/sandbox-boot.js';
 import { TaskService, type PreparedSandbox } from '../../shim/src/containerd/task-service.js';
 import type { Sandbox } from '../../shim/src/sandbox/sandbox.js';
@@ -188,6 +188,30 @@ describe('TaskService', () => {
     expect(sandboxStops).toEqual(['sb']);
     await flush();
     expect(shutdowns()).toBe(1);
+  });
+});
+
+describe('TaskService marking bundles for delete', () => {
+  const marked = (bundle: string) => existsSync(join(bundle, CLEANED_UP_FILE));
+
+  it('marks a pod member once deleted, and the VM owner only once the VM is stopped', async () => {
+    const { service, procs, create, bundle } = setup();
+    // Each task has its own bundle in containerd; here they share one, so check between steps.
+    const finish = async (id: string, n: number) => {
+      await service.start(v2.StartRequest.create({ id }));
+      procs[n]!.exit(0);
+      await service.wait(v2.WaitRequest.create({ id }));
+      await service.delete(v2.DeleteRequest.create({ id }));
+    };
+    await create('sb');
+    await create('member');
+    await finish('member', 0);
+    expect(marked(bundle)).toBe(true);
+    rmSync(join(bundle, CLEANED_UP_FILE));
+    await finish('sb', 1);
+    expect(marked(bundle)).toBe(false);
+    await service.shutdown(v2.ShutdownRequest.create({ id: 'sb' }));
+    expect(marked(bundle)).toBe(true);
   });
 });
 

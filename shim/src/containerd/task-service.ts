@@ -11,7 +11,7 @@ import { AgentCallError, SandboxDeadError } from '../sandbox/errors.js';
 import type { ProcessHandle } from '../sandbox/process-handle.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxRequest } from './sandbox-boot.js';
-import { recordRunRoot } from './bundle-state.js';
+import { markCleanedUp, recordRunRoot } from './bundle-state.js';
 import { isValidId } from './ids.js';
 import { Code, TtrpcError } from '../ttrpc/status.js';
 import { containerKind, sandboxIdOf } from './annotations.js';
@@ -82,6 +82,8 @@ export class TaskService {
   readonly #tasks = new Map<string, Task>();
   #sandbox: Promise<Sandbox> | undefined;
   #prepared: PreparedSandbox | undefined;
+  /** Bundles of deleted tasks that owned the VM: clean once it is stopped. */
+  readonly #cleanAfterTeardown: string[] = [];
 
   constructor(private readonly deps: TaskServiceDeps) {
     this.#prepared = deps.prepared;
@@ -315,13 +317,16 @@ export class TaskService {
       task.execs.delete(req.execId);
       return response;
     }
+    const sandbox = await this.#sandbox!;
     try {
-      await (await this.#sandbox!).removeContainer(req.id, true);
+      await sandbox.removeContainer(req.id, true);
     } catch (err) {
       this.deps.log.warn('cannot remove the container from the sandbox', { id: req.id, error: (err as Error).message });
     }
     if (task.mountedRootfs) await unmountRootfs(task.rootfs);
     this.#tasks.delete(req.id);
+    if (req.id === sandbox.id) this.#cleanAfterTeardown.push(task.bundle);
+    else await this.#markCleanedUp(task.bundle);
     this.deps.events.publish({
       topic: '/tasks/delete',
       type: 'TaskDelete',
@@ -423,5 +428,11 @@ export class TaskService {
       await sandbox?.stop();
     }
     this.#prepared = undefined;
+    for (const bundle of this.#cleanAfterTeardown.splice(0)) await this.#markCleanedUp(bundle);
+  }
+
+  async #markCleanedUp(bundle: string): Promise<void> {
+    // Only a shortcut for `delete`: without it, `delete` does the same checks the long way.
+    await markCleanedUp(bundle).catch((err: Error) => this.deps.log.debug('cannot mark the bundle cleaned up', { bundle, error: err.message }));
   }
 }
