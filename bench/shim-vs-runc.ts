@@ -76,7 +76,7 @@ const CLOCK_TICKS_PER_SECOND = 100;
  * pidfile under the default run root; resolves once the process was seen, or with NaN if it never was.
  */
 async function qemuStartedAfter(sandboxId: string, since: number, done: () => boolean): Promise<number> {
-  const pidfile = `/run/kata-ts/vm/${sandboxId}/qemu.pid`;
+  const pidfile = `/run/kata-ts/vm/${sandboxId}@default/qemu.pid`;
   while (!done()) {
     if (existsSync(pidfile)) {
       try {

@@ -218,7 +218,7 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
       expect(shim).toBeDefined();
       // The shim sits one OOM point above containerd, as containerd's own shims do; QEMU inherits it.
       const oomScore = (pid: number) => Number(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8'));
-      const qemu = sandboxProcesses().find((p) => p.cmd.includes(`-name kata-ts-${id} `));
+      const qemu = sandboxProcesses().find((p) => p.cmd.includes(`-name kata-ts-${id}@default `));
       expect(oomScore(shim!.pid)).toBe(Math.min(1000, oomScore(ctrd.pid!) + 1));
       expect(oomScore(qemu!.pid)).toBe(oomScore(shim!.pid));
       process.kill(shim!.pid, 'SIGKILL');
@@ -230,6 +230,25 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
       await ctrd.ctr(['task', 'delete', id]);
       await ctrd.ctr(['container', 'delete', id]);
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runs containers of the same id in two containerd namespaces side by side', async () => {
+    const id = newId();
+    const other = { namespace: 'kata-ts-other' };
+    expect((await ctrd.ctr(['image', 'import', BUSYBOX_IMAGE_TAR], other)).code).toBe(0);
+    try {
+      for (const opts of [{}, other]) expect((await ctrd.ctr(['run', '-d', '--runtime', KATA, BUSYBOX_IMAGE, id, 'sleep', '300'], opts)).code).toBe(0);
+      const inOther = await ctrd.ctr(['task', 'exec', '--exec-id', 'e1', id, 'echo', 'other'], other);
+      expect(inOther.stdout.toString()).toBe('other\n');
+      expect(sandboxProcesses().filter((p) => p.cmd.includes('qemu-system'))).toHaveLength(2);
+    } finally {
+      for (const opts of [{}, other]) {
+        await ctrd.ctr(['task', 'kill', '-s', 'SIGKILL', id], opts);
+        await eventually(async () => !(await ctrd.ctr(['task', 'ls'], opts)).stdout.toString().includes('RUNNING'));
+        await ctrd.ctr(['task', 'delete', id], opts);
+        await ctrd.ctr(['container', 'delete', id], opts);
+      }
     }
   });
 

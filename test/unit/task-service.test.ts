@@ -217,7 +217,7 @@ describe('TaskService marking bundles for delete', () => {
 
 describe('TaskService with a sandbox booted ahead of Create', () => {
   const ahead = (configPath: string | undefined, stops: string[], sandbox: Promise<Sandbox> = Promise.resolve(fakeSandbox('t1', stops))): PreparedSandbox => ({
-    request: { sandboxId: 't1', bundle: '/nonexistent', spec: {}, configPath },
+    request: { namespace: 'default', sandboxId: 't1', bundle: '/nonexistent', spec: {}, configPath },
     sandbox,
   });
 

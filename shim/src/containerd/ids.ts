@@ -4,3 +4,11 @@ const ID = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
 export function isValidId(id: string): boolean {
   return ID.test(id);
 }
+
+/**
+ * A sandbox's name on this host: ids are unique only within a containerd
+ * namespace, and `@` is in neither, so `<id>@<namespace>` cannot collide.
+ */
+export function hostName(namespace: string, sandboxId: string): string {
+  return `${sandboxId}@${namespace}`;
+}

@@ -7,11 +7,13 @@ import type { Logger } from '../../../common/log.js';
 import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
 import { recordRunRoot } from './bundle-state.js';
 import { applyAnnotations, loadConfig } from './config.js';
+import { hostName } from './ids.js';
 import { defaultShimSettings } from './shim-settings.js';
 import type { OciSpecLike } from './task-service.js';
 import { sizeVm } from './vm-sizing.js';
 
 export interface SandboxRequest {
+  namespace: string;
   sandboxId: string;
   /** The bundle of the task the sandbox is booted for; the run root is recorded there for `delete`. */
   bundle: string;
@@ -29,5 +31,6 @@ export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logg
   await ensureRunRoot(settings);
   await recordRunRoot(req.bundle, settings.runRoot);
   const size = sizeVm({ cpus: settings.cpus, memoryMiB: settings.memoryMiB }, req.spec.linux?.resources as never);
-  return Sandbox.start(req.sandboxId, { ...settings, ...size }, log.child({ sandbox: req.sandboxId }), onLaunched ? { onLaunched } : {});
+  const name = hostName(req.namespace, req.sandboxId);
+  return Sandbox.start(req.sandboxId, { ...settings, ...size }, log.child({ sandbox: req.sandboxId }), { name, ...(onLaunched ? { onLaunched } : {}) });
 }

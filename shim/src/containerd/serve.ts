@@ -51,7 +51,7 @@ async function sandboxAhead(flags: ShimFlags, log: Logger): Promise<SandboxReque
     if (!isValidId(flags.id) || containerKind(spec.annotations) === 'pod-container') return undefined;
     const options = readStartOptions();
     const configPath = options.length > 0 ? (await import('./runtime-options.js')).configPathFromStartOptions(options) : undefined;
-    return { sandboxId: flags.id, bundle, spec, configPath };
+    return { namespace: flags.namespace, sandboxId: flags.id, bundle, spec, configPath };
   } catch (err) {
     log.debug('not booting ahead of Create', { error: (err as Error).message });
     return undefined;

@@ -109,7 +109,7 @@ export class TaskService {
     if (!this.#sandbox) {
       if (containerKind(spec.annotations) === 'pod-container')
         throw new TtrpcError(Code.FAILED_PRECONDITION, `task ${taskId} belongs to pod sandbox ${sandboxIdOf(taskId, spec.annotations)}, which this shim does not run`);
-      const request: SandboxRequest = { sandboxId: sandboxIdOf(taskId, spec.annotations), bundle, spec, configPath };
+      const request: SandboxRequest = { namespace: this.deps.namespace, sandboxId: sandboxIdOf(taskId, spec.annotations), bundle, spec, configPath };
       this.#sandbox = this.#takePrepared(request) ?? this.deps.startSandbox(request);
       this.#sandbox.then(
         (sandbox) => void this.#forwardOomEvents(sandbox),

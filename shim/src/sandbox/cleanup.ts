@@ -9,12 +9,12 @@ import { VIRTIOFSD_PIDFILE } from '../hypervisor/vm.js';
 import { unmountAndRemove } from './host-mounts.js';
 import { sandboxDirs } from './sandbox-dirs.js';
 
+/** expect: one whole argument the process must have (a recycled pid must not be killed). */
 async function killFromPidfile(path: string, expect: string, log: Logger): Promise<void> {
   const pid = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
   if (!(pid > 0)) return;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  // A recycled pid must not be killed: only a process that is still ours.
-  if (!cmdline.includes(expect)) return;
+  if (!cmdline.split('\0').includes(expect)) return;
   try {
     process.kill(pid, 'SIGKILL');
     log.info('killed a leftover sandbox process', { pid, what: expect });
@@ -23,10 +23,11 @@ async function killFromPidfile(path: string, expect: string, log: Logger): Promi
   }
 }
 
-export async function cleanupDeadSandbox(runRoot: string, sandboxId: string, log: Logger): Promise<void> {
-  const { vmDir, sharedDir } = sandboxDirs(runRoot, sandboxId);
-  await killFromPidfile(join(vmDir, 'qemu.pid'), `kata-ts-${sandboxId}`, log);
-  await killFromPidfile(join(vmDir, VIRTIOFSD_PIDFILE), 'virtiofsd', log);
+/** name: the sandbox's name on this host (Sandbox.start's `name`). */
+export async function cleanupDeadSandbox(runRoot: string, name: string, log: Logger): Promise<void> {
+  const { vmDir, sharedDir } = sandboxDirs(runRoot, name);
+  await killFromPidfile(join(vmDir, 'qemu.pid'), `kata-ts-${name}`, log);
+  await killFromPidfile(join(vmDir, VIRTIOFSD_PIDFILE), '--socket-path=' + join(vmDir, 'virtiofsd.sock'), log);
   const native = loadNative();
   const containers = await readdir(sharedDir).catch(() => [] as string[]);
   for (const c of containers) {

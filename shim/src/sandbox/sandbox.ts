@@ -40,6 +40,8 @@ export interface ContainerOptions {
 }
 
 export interface StartOptions {
+  /** Unique on this host: names QEMU and the run directories (default: the id). */
+  name?: string;
   /** What the host offers (KVM, vhost-vsock); probed when not given. */
   probe?: HostProbe;
   /** Called once QEMU runs, while the guest boots. */
@@ -70,6 +72,7 @@ export class Sandbox {
   /** Boots the VM, waits for the agent and creates the sandbox in the guest. Leaves nothing behind on failure. */
   static async start(id: string, settings: SandboxSettings, log: Logger, opts: StartOptions = {}): Promise<Sandbox> {
     const probe = opts.probe ?? probeHost();
+    const name = opts.name ?? id;
     const accel = chooseAccel(settings.accel, probe);
     const channel = chooseChannel(settings.agentChannel, probe);
     log.info('sandbox accel', { sandbox: id, accel: accel.value, reason: accel.reason });
@@ -77,7 +80,7 @@ export class Sandbox {
     log.info('sandbox agent channel', { sandbox: id, channel: channel.value, reason: channel.reason });
 
     const native = loadNative();
-    const { vmDir, sharedDir } = sandboxDirs(settings.runRoot, id);
+    const { vmDir, sharedDir } = sandboxDirs(settings.runRoot, name);
     const agentSocket = join(vmDir, 'agent.sock');
     const agentChannel: AgentChannel =
       channel.value === 'vsock'
@@ -85,7 +88,7 @@ export class Sandbox {
         : { kind: 'serial', socketPath: agentSocket, portName: SERIAL_PORT_NAME };
     const image = await stat(settings.imagePath);
     const description: VmDescription = {
-      name: id,
+      name,
       qemuBinary: settings.qemuBinary,
       accel: accel.value,
       ...(accel.value === 'tcg' ? { tcgTranslationBufferMiB: settings.tcgTranslationBufferMiB } : {}),
