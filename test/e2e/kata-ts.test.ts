@@ -252,6 +252,22 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
     }
   });
 
+  it('keeps a sandbox running across a containerd restart, and still serves it after', async () => {
+    const id = newId();
+    expect((await ctrd.ctr(['run', '-d', '--runtime', KATA, BUSYBOX_IMAGE, id, 'sleep', '300'])).code).toBe(0);
+    const qemuBefore = sandboxProcesses().find((p) => p.cmd.includes(`-name kata-ts-${id}@default `));
+    await ctrd.restart();
+    // containerd reconnects to the shim from the bundle's address file.
+    expect(await taskStatus(id)).toBe('RUNNING');
+    const exec = await ctrd.ctr(['task', 'exec', '--exec-id', 'e1', id, 'echo', 'after the restart']);
+    expect(exec.stdout.toString()).toBe('after the restart\n');
+    expect(sandboxProcesses().find((p) => p.cmd.includes(`-name kata-ts-${id}@default `))?.pid).toBe(qemuBefore?.pid);
+    await ctrd.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+    await eventually(async () => (await taskStatus(id)) === 'STOPPED');
+    expect((await ctrd.ctr(['task', 'delete', id])).code).toBe(0);
+    await ctrd.ctr(['container', 'delete', id]);
+  });
+
   it('runs three containers in parallel', async () => {
     const results = await Promise.all([1, 2, 3].map((n) => run([BUSYBOX_IMAGE, newId(), 'echo', `container ${n}`])));
     expect(results.map((r) => r.stdout.toString())).toEqual(['container 1\n', 'container 2\n', 'container 3\n']);

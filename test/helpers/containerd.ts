@@ -47,6 +47,19 @@ const FIFO_DIR = '/run/containerd/fifo/';
 // containerd-shim-runc-v2's runc --root is /run/containerd/runc/<ns>, also fixed.
 const RUNC_ROOT = '/run/containerd/runc';
 
+/** containerd on the config in dir, logging to dir/containerd.log, finding shims in shimDir first. */
+function spawnDaemon(dir: string, shimDir: string): ChildProcess {
+  const logFd = openSync(join(dir, 'containerd.log'), 'a');
+  const child = spawn('containerd', ['--config', join(dir, 'config.toml')], {
+    stdio: ['ignore', logFd, logFd],
+    env: { ...process.env, PATH: `${shimDir}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` },
+  });
+  closeSync(logFd);
+  child.on('error', () => {}); // ENOENT etc. shows up as an exit below
+  child.unref();
+  return child;
+}
+
 export class PrivateContainerd {
   readonly address: string;
   readonly logPath: string;
@@ -55,8 +68,9 @@ export class PrivateContainerd {
 
   private constructor(
     readonly dir: string,
-    private readonly child: ChildProcess,
+    private child: ChildProcess,
     readonly namespace: string,
+    private readonly shimDir: string,
   ) {
     this.address = join(dir, 'containerd.sock');
     this.logPath = join(dir, 'containerd.log');
@@ -69,16 +83,8 @@ export class PrivateContainerd {
     const dir = await mkdtemp('/tmp/kctrd-');
     const config = join(dir, 'config.toml');
     await writeFile(config, configToml(dir, opts));
-    const logFd = openSync(join(dir, 'containerd.log'), 'a');
     const shimDir = opts.shimDir ?? join(REPO, 'build/bin');
-    const child = spawn('containerd', ['--config', config], {
-      stdio: ['ignore', logFd, logFd],
-      env: { ...process.env, PATH: `${shimDir}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` },
-    });
-    closeSync(logFd);
-    child.on('error', () => {}); // ENOENT etc. shows up as an exit below
-    child.unref();
-    const ctrd = new PrivateContainerd(dir, child, opts.namespace ?? 'default');
+    const ctrd = new PrivateContainerd(dir, spawnDaemon(dir, shimDir), opts.namespace ?? 'default', shimDir);
     try {
       await ctrd.waitReady(opts.startTimeoutMs ?? 15_000);
     } catch (err) {
@@ -87,6 +93,13 @@ export class PrivateContainerd {
       throw new Error(msg);
     }
     return ctrd;
+  }
+
+  /** Stops containerd (not its shims) and starts it again on the same root and state, as an upgrade would. */
+  async restart(timeoutMs = 15_000): Promise<void> {
+    await this.killDaemon();
+    this.child = spawnDaemon(this.dir, this.shimDir);
+    await this.waitReady(timeoutMs);
   }
 
   get pid(): number | undefined {
