@@ -2,10 +2,11 @@
 // torn down completely (processes, sockets, run directory), also when the
 // launch fails half way.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
 import { exitOf, exitWithin, isRunning, tail, type ExitStatus } from './child.js';
+import { ConsoleFollower } from './console-follower.js';
 import { renderQemuArgs } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
 import type { VmDescription } from './vm-description.js';
@@ -43,6 +44,8 @@ export class QemuVm {
   #stopping: Promise<void> | undefined;
   readonly exited: Promise<ExitStatus>;
   readonly #stderr: () => string;
+  /** At debug level the guest console (kernel, init and agent logs) goes to our log as it is written. */
+  readonly #console: ConsoleFollower | undefined;
 
   private constructor(
     readonly name: string,
@@ -55,6 +58,10 @@ export class QemuVm {
     private readonly log: Logger,
   ) {
     this.#stderr = tail(process.stderr);
+    if (log.enabled('debug')) {
+      this.#console = new ConsoleFollower(description.consoleLogPath, (line) => log.debug('guest console', { line }));
+      this.#console.start();
+    }
     this.exited = exitOf(process).then((status) => {
       const level = this.#stopping ? 'debug' : 'warn';
       log[level]('qemu exited', { code: status.code, signal: status.signal, stderr: this.#stderr() || undefined });
@@ -121,13 +128,6 @@ export class QemuVm {
     return this.#stopping;
   }
 
-  /** At debug level the guest console (kernel messages, init and agent logs) goes to our log before the run directory is removed. */
-  async #forwardConsole(): Promise<void> {
-    if (!this.log.enabled('debug')) return;
-    const text = await readFile(this.description.consoleLogPath, 'utf8').catch(() => '');
-    for (const line of text.split(/\r?\n/)) if (line.trim()) this.log.debug('guest console', { line });
-  }
-
   async #stop(o: StopOptions): Promise<void> {
     const started = performance.now();
     let how = 'already exited';
@@ -149,7 +149,7 @@ export class QemuVm {
     }
     this.#qmp?.close();
     await this.virtiofsd?.stop(1000);
-    await this.#forwardConsole();
+    await this.#console?.close();
     await rm(this.runDir, { recursive: true, force: true });
     this.log.info('sandbox VM stopped', { how, ms: Math.round(performance.now() - started) });
   }
