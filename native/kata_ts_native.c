@@ -1,7 +1,7 @@
 // The few system calls Node cannot make itself: AF_VSOCK sockets, receiving a
 // file descriptor over a unix socket (crun's --console-socket), setting a
-// pty's window size, mount/umount, and pointing stdio at /dev/null in one
-// step. Everything else stays in TypeScript.
+// pty's window size, mount/umount, sync, and pointing stdio at /dev/null in
+// one step. Everything else stays in TypeScript.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -152,6 +152,13 @@ static napi_value detach_stdio(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value do_sync(napi_env env, napi_callback_info info) {
+  (void)env;
+  (void)info;
+  sync();
+  return NULL;
+}
+
 static int get_string(napi_env env, napi_value v, char *buf, size_t len) {
   size_t got;
   if (napi_get_value_string_utf8(env, v, buf, len, &got) != napi_ok || got >= len - 1) {
@@ -205,6 +212,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mount", NULL, do_mount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"umount", NULL, do_umount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"detachStdio", NULL, detach_stdio, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sync", NULL, do_sync, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -16,6 +16,8 @@ export interface NativeAddon {
   umount(target: string, flags?: number): void;
   /** Points stdin, stdout and stderr at /dev/null atomically (dup2). */
   detachStdio(): void;
+  /** sync(2): writes every dirty page of every filesystem back. */
+  sync(): void;
 }
 
 export const ADDON_FILE = 'kata_ts_native.node';

@@ -124,11 +124,13 @@ export class Sandbox {
     this.log.info('container removed', { container: id });
   }
 
-  /** Stops every container (SIGTERM, then SIGKILL after the grace period) and unmounts the share. */
+  /** Stops every container (SIGTERM, then SIGKILL after the grace period), flushes what they wrote and unmounts the share. */
   async destroy(graceMs: number): Promise<void> {
     this.#destroying = true;
     await Promise.all([...this.#containers.values()].map((c) => c.kill(graceMs)));
     await Promise.all([...this.#containers.keys()].map((id) => this.removeContainer(id, true).catch(() => undefined)));
+    // What containers wrote through the share is on the host before the host may quit the VM.
+    this.native.sync();
     try {
       this.native.umount(this.paths.sharedMount, 2 /* MNT_DETACH */);
     } catch {

@@ -16,6 +16,8 @@ import { toAgentError, invalidArgument } from './errors.js';
 import type { OutputPipe } from './output-pipe.js';
 import type { Sandbox } from './sandbox.js';
 
+const POWER_OFF_AFTER_MS = 500;
+
 export const AGENT_VERSION = '0.1.0';
 
 export interface ServiceContext {
@@ -76,7 +78,9 @@ export function createAgentService(ctx: ServiceContext): AgentServer {
     })),
     destroySandbox: unary(ctx, 'DestroySandbox', async (req) => {
       await sandbox.destroy(req.gracePeriodMs);
-      setImmediate(ctx.onDestroyed);
+      // The host quits the VM once it has this answer; powering off is the fallback, late
+      // enough that the answer is out first.
+      setTimeout(ctx.onDestroyed, POWER_OFF_AFTER_MS);
       return empty;
     }),
     createContainer: unary(ctx, 'CreateContainer', async (req) => {

@@ -34,7 +34,10 @@ export interface VmLaunchOptions {
 }
 
 export interface StopOptions {
-  /** Asks the guest to power off (for example through its agent); awaited up to gracefulMs. */
+  /**
+   * Asks the guest to stop its work and flush its filesystems (for example through its agent);
+   * awaited up to gracefulMs. Once it answers, or powers off by itself, QEMU is quit.
+   */
   graceful?: () => Promise<unknown>;
   gracefulMs: number;
 }
@@ -132,12 +135,15 @@ export class QemuVm {
     const started = performance.now();
     let how = 'already exited';
     if (this.running && o.graceful) {
-      const asked = o.graceful().catch((err: Error) => this.log.debug('graceful shutdown request failed', { error: err.message }));
-      await Promise.race([asked, exitWithin(this.process, o.gracefulMs)]);
-      if (await exitWithin(this.process, o.gracefulMs)) how = 'graceful';
+      const answered = o.graceful().then(
+        () => true,
+        (err: Error) => (this.log.debug('graceful shutdown request failed', { error: err.message }), false),
+      );
+      // The guest has stopped its work (or powered off by itself): quitting QEMU loses nothing.
+      if ((await Promise.race([answered, exitWithin(this.process, o.gracefulMs)])) || !this.running) how = 'graceful';
     }
     if (this.running) {
-      how = 'qmp quit';
+      if (how !== 'graceful') how = 'qmp quit';
       await this.qmp()
         .then((q) => q.execute('quit'))
         .catch(() => undefined);
