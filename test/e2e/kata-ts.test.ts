@@ -122,6 +122,26 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
     expect(user.stdout.toString()).toBe('1000\n1000\n/home/user\n');
   });
 
+  it('hands stdout and stderr to a logging binary named by --log-uri', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kata-ts-logger-'));
+    const id = newId();
+    try {
+      const logger = join(dir, 'logger.sh');
+      // containerd's protocol: stdout on fd 3, stderr on fd 4, ready once fd 5 is closed; no PATH.
+      writeFileSync(
+        logger,
+        '#!/bin/sh\nexec 5>&-\n/bin/cat <&3 > "$1/$CONTAINER_NAMESPACE-$CONTAINER_ID.out" &\n/bin/cat <&4 > "$1/$CONTAINER_NAMESPACE-$CONTAINER_ID.err"\nwait\n',
+        { mode: 0o755 },
+      );
+      const r = await run(['--log-uri', `binary://${logger}?${dir}`, BUSYBOX_IMAGE, id, 'sh', '-c', 'echo to stdout; echo to stderr >&2; exit 3']);
+      expect(r.code).toBe(3);
+      expect(readFileSync(join(dir, `default-${id}.out`), 'utf8')).toBe('to stdout\n');
+      expect(readFileSync(join(dir, `default-${id}.err`), 'utf8')).toBe('to stderr\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('delivers 10 MB of output byte for byte', async () => {
     const r = await run([BUSYBOX_IMAGE, newId(), 'sh', '-c', 'yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 10000000']);
     expect(r.code).toBe(0);

@@ -3,6 +3,8 @@ import { socketPath } from '../../shim/src/containerd/address.js';
 import { containerKind, sandboxIdOf } from '../../shim/src/containerd/annotations.js';
 import { parseFlags } from '../../shim/src/containerd/flags.js';
 import { sizeVm } from '../../shim/src/containerd/vm-sizing.js';
+import { loggerCommand } from '../../shim/src/containerd/binary-logger.js';
+import { stdioTarget } from '../../shim/src/containerd/stdio.js';
 
 describe('shim command line', () => {
   it('parses what containerd 1.6 passes to start and delete', () => {
@@ -48,5 +50,21 @@ describe('VM sizing', () => {
     expect(sizeVm({ cpus: 1, memoryMiB: 256 }, undefined)).toEqual({ cpus: 1, memoryMiB: 256 });
     expect(sizeVm({ cpus: 1, memoryMiB: 256 }, { memory: { limit: 128 * 1024 * 1024 }, cpu: { quota: 150_000, period: 100_000 } })).toEqual({ cpus: 3, memoryMiB: 384 });
     expect(sizeVm({ cpus: 1, memoryMiB: 256 }, { memory: { limit: 1 } }).memoryMiB).toBe(258);
+  });
+});
+
+describe('logging binary URIs', () => {
+  it('turns the query into arguments as containerd does: each key, then its first value', () => {
+    expect(loggerCommand(new URL('binary:///usr/local/bin/my%20logger?--tag=web&level=info&tag=2'))).toEqual({
+      path: '/usr/local/bin/my logger',
+      args: ['--tag', 'web', 'level', 'info', 'tag', '2'],
+    });
+    expect(loggerCommand(new URL('binary:///opt/logger?/var/log/x'))).toEqual({ path: '/opt/logger', args: ['/var/log/x', ''] });
+  });
+
+  it('tells stdio kinds apart and names what it does not support', () => {
+    expect(stdioTarget('binary:///opt/logger').kind).toBe('binary');
+    expect(stdioTarget('/run/containerd/fifo/1/x-stdout')).toEqual({ kind: 'fifo', path: '/run/containerd/fifo/1/x-stdout' });
+    expect(() => stdioTarget('tcp://host:1')).toThrow('only FIFOs, file:// and binary:// are supported');
   });
 });

@@ -1,12 +1,14 @@
 // Connects a sandbox process to the stdio containerd gave it: FIFOs (or, for
-// stdout/stderr, plain files) created by the client. Output is copied with
-// back-pressure; `flushed` resolves once every byte was written and the
-// client's read ends see EOF, which is when an exit may be reported.
+// stdout/stderr, plain files or a logging binary) created by the client.
+// Output is copied with back-pressure; `flushed` resolves once every byte was
+// written and the client's read ends see EOF (or the logging binary ended),
+// which is when an exit may be reported.
 import { closeSync, constants, createReadStream, createWriteStream, open as openFd, openSync, type ReadStream, type WriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../../../common/log.js';
 import type { ProcessHandle } from '../sandbox/process-handle.js';
+import { BinaryLogger } from './binary-logger.js';
 
 export interface StdioPaths {
   stdin: string;
@@ -15,12 +17,15 @@ export interface StdioPaths {
   terminal: boolean;
 }
 
-/** A path as containerd passes it: a plain path, fifo://, or file:// (binary:// log drivers are not supported). */
-export function stdioTarget(uri: string): { kind: 'none' } | { kind: 'fifo' | 'file'; path: string } {
+export type StdioTarget = { kind: 'none' } | { kind: 'fifo' | 'file'; path: string } | { kind: 'binary'; uri: URL };
+
+/** A path as containerd passes it: a plain path, fifo://, file:// or binary:// (a logging binary). */
+export function stdioTarget(uri: string): StdioTarget {
   if (!uri) return { kind: 'none' };
   if (uri.startsWith('file://')) return { kind: 'file', path: uri.slice('file://'.length) };
   if (uri.startsWith('fifo://')) return { kind: 'fifo', path: uri.slice('fifo://'.length) };
-  if (uri.includes('://')) throw new Error(`stdio ${uri}: only FIFOs and file:// are supported`);
+  if (uri.startsWith('binary://')) return { kind: 'binary', uri: new URL(uri) };
+  if (uri.includes('://')) throw new Error(`stdio ${uri}: only FIFOs, file:// and binary:// are supported`);
   return { kind: 'fifo', path: uri };
 }
 
@@ -32,7 +37,7 @@ export function stdioTarget(uri: string): { kind: 'none' } | { kind: 'fifo' | 'f
  */
 function openOutput(uri: string, pending: Set<string>): Promise<WriteStream> | undefined {
   const target = stdioTarget(uri);
-  if (target.kind === 'none') return undefined;
+  if (target.kind === 'none' || target.kind === 'binary') return undefined;
   const flags = target.kind === 'fifo' ? constants.O_WRONLY : constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT;
   if (target.kind === 'fifo') pending.add(target.path);
   // A raw fd that the stream owns (a FileHandle's fd would be closed when the handle is collected).
@@ -50,7 +55,8 @@ function openOutput(uri: string, pending: Set<string>): Promise<WriteStream> | u
     .finally(() => pending.delete(target.path));
 }
 
-function copyOutput(source: Readable, opening: Promise<WriteStream> | undefined, log: Logger): Promise<void> {
+/** done: when the sink counts as flushed: a FIFO once closed, a logging binary's socket once ended. */
+function copyOutput(source: Readable, opening: Promise<Writable> | undefined, log: Logger, done: 'close' | 'finish' = 'close'): Promise<void> {
   return new Promise((resolve) => {
     const drain = () => {
       // Nobody takes this stream: read it anyway so the process never blocks on it.
@@ -62,7 +68,7 @@ function copyOutput(source: Readable, opening: Promise<WriteStream> | undefined,
     opening.then(
       (sink) => {
         source.pipe(sink);
-        sink.once('close', () => resolve());
+        sink.once(done, () => resolve());
         sink.once('error', (err) => {
           log.warn('cannot write process output', { error: err.message });
           source.unpipe(sink);
@@ -80,22 +86,42 @@ function copyOutput(source: Readable, opening: Promise<WriteStream> | undefined,
 
 export class ProcessStdio {
   #stdinStream: ReadStream | undefined;
+  #logger: BinaryLogger | undefined;
+  #attached = false;
   /** Output FIFOs whose open still waits for the client. */
   readonly #pendingOpens = new Set<string>();
   #flushed: Promise<void> = Promise.resolve();
 
+  /** ids: what a logging binary is told (CONTAINER_ID is the exec id for an exec, as with runc). */
   constructor(
     readonly paths: StdioPaths,
     private readonly log: Logger,
+    private readonly ids: { id: string; namespace: string } = { id: '', namespace: '' },
   ) {}
+
+  /** Checks the URIs and starts a logging binary if stdout names one; before the process exists. */
+  async open(): Promise<void> {
+    for (const uri of [this.paths.stdin, this.paths.stdout, this.paths.stderr]) stdioTarget(uri);
+    const stdout = stdioTarget(this.paths.stdout);
+    if (stdout.kind === 'binary') this.#logger = await BinaryLogger.start(stdout.uri, this.ids);
+  }
 
   /** Starts copying between the client's stdio and the process. */
   async attach(proc: ProcessHandle): Promise<void> {
+    this.#attached = true;
+    const logger = this.#logger;
+    if (logger) {
+      const copies = [copyOutput(proc.stdout, Promise.resolve(logger.stdout), this.log, 'finish'), copyOutput(proc.stderr, Promise.resolve(logger.stderr), this.log, 'finish')];
+      this.#flushed = Promise.all(copies).then(() => logger.stop());
+      await proc.closeStdin().catch(() => undefined);
+      return;
+    }
     const stdout = openOutput(this.paths.stdout, this.#pendingOpens);
     const stderr = this.paths.terminal ? undefined : openOutput(this.paths.stderr, this.#pendingOpens);
     this.#flushed = Promise.all([copyOutput(proc.stdout, stdout, this.log), copyOutput(proc.stderr, stderr, this.log)]).then(() => undefined);
     const stdin = stdioTarget(this.paths.stdin);
-    if (stdin.kind === 'none') {
+    if (stdin.kind === 'none' || stdin.kind === 'binary') {
+      // A logging binary takes output only: the process's stdin is closed, as with no stdin at all.
       if (!this.paths.terminal) await proc.closeStdin().catch(() => undefined);
       return;
     }
@@ -137,8 +163,9 @@ export class ProcessStdio {
     return this.#flushed;
   }
 
-  /** Stops reading stdin and gives up on output FIFOs the client never opened. */
+  /** Stops reading stdin, gives up on output FIFOs the client never opened, and stops a logging binary that never got a process. */
   async close(): Promise<void> {
+    if (this.#logger && !this.#attached) await this.#logger.stop();
     for (const path of this.#pendingOpens) {
       // Be the missing reader for a moment, so the blocked open in the thread pool returns.
       const reader = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);

@@ -164,12 +164,12 @@ export class TaskService {
     const rootPath = spec.root?.path ?? 'rootfs';
     const rootfs = isAbsolute(rootPath) ? rootPath : join(req.bundle, rootPath);
     const log = this.deps.log.child({ id: req.id });
+    const stdio = await this.#openStdio(req, req.id, log);
     if (req.rootfs.length > 0) await mountRootfs(req.rootfs, rootfs);
     try {
       const sandbox = await this.#sandboxFor(req.id, req.bundle, spec, runtimeConfigPath(req.options));
       await recordRunRoot(req.bundle, sandbox.runRoot);
       await sandbox.createContainer(req.id, { spec, rootfs });
-      const stdio = new ProcessStdio({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, log);
       const task: Task = {
         id: req.id,
         bundle: req.bundle,
@@ -195,8 +195,21 @@ export class TaskService {
       return { pid };
     } catch (err) {
       if (req.rootfs.length > 0) await unmountRootfs(rootfs).catch(() => undefined);
+      await stdio.close().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** The stdio of a new process: URIs checked and a logging binary started before anything else. */
+  async #openStdio(req: v2.ICreateTaskRequest | v2.IExecProcessRequest, id: string, log: Logger): Promise<ProcessStdio> {
+    const paths = { stdin: req.stdin ?? '', stdout: req.stdout ?? '', stderr: req.stderr ?? '', terminal: req.terminal ?? false };
+    const stdio = new ProcessStdio(paths, log, { id, namespace: this.deps.namespace });
+    try {
+      await stdio.open();
+    } catch (err) {
+      throw new TtrpcError(Code.INVALID_ARGUMENT, `stdio of ${id}: ${(err as Error).message}`);
+    }
+    return stdio;
   }
 
   async start(req: v2.StartRequest): Promise<v2.IStartResponse> {
@@ -298,9 +311,10 @@ export class TaskService {
       throw new TtrpcError(Code.INVALID_ARGUMENT, `exec spec is not valid JSON: ${(err as Error).message}`);
     }
     const log = this.deps.log.child({ id: req.id, exec: req.execId });
+    const stdio = await this.#openStdio(req, req.execId, log);
     task.execs.set(req.execId, {
       state: new ProcessState(`exec ${req.execId} of task ${req.id}`),
-      stdio: new ProcessStdio({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, log),
+      stdio,
       spec: { ...spec, terminal: req.terminal },
     });
     this.deps.events.publish({ topic: '/tasks/exec-added', type: 'TaskExecAdded', event: { containerId: req.id, execId: req.execId } });
@@ -313,6 +327,8 @@ export class TaskService {
     proc.state.checkDeletable();
     const exit = proc.state.exit ?? { status: 0, at: new Date() };
     const response = { pid: proc.state.pid, exitStatus: exit.status, exitedAt: timestamp(exit.at) };
+    // Closing again is harmless; for a process never started it stops a logging binary.
+    await proc.stdio.close().catch(() => undefined);
     if (req.execId) {
       task.execs.delete(req.execId);
       return response;
