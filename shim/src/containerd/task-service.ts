@@ -164,9 +164,10 @@ export class TaskService {
     const rootPath = spec.root?.path ?? 'rootfs';
     const rootfs = isAbsolute(rootPath) ? rootPath : join(req.bundle, rootPath);
     const log = this.deps.log.child({ id: req.id });
-    const stdio = await this.#openStdio(req, req.id, log);
     if (req.rootfs.length > 0) await mountRootfs(req.rootfs, rootfs);
+    let stdio: ProcessStdio | undefined;
     try {
+      stdio = await this.#openStdio(req, req.id, log);
       const sandbox = await this.#sandboxFor(req.id, req.bundle, spec, runtimeConfigPath(req.options));
       await recordRunRoot(req.bundle, sandbox.runRoot);
       await sandbox.createContainer(req.id, { spec, rootfs });
@@ -195,7 +196,7 @@ export class TaskService {
       return { pid };
     } catch (err) {
       if (req.rootfs.length > 0) await unmountRootfs(rootfs).catch(() => undefined);
-      await stdio.close().catch(() => undefined);
+      await stdio?.close().catch(() => undefined);
       throw err;
     }
   }
