@@ -10,7 +10,7 @@ import { cleanupDeadSandbox } from '../sandbox/cleanup.js';
 import { recordedRunRoot } from './bundle-state.js';
 import { socketPath } from './address.js';
 import { sandboxIdOf } from './annotations.js';
-import { hostName } from './ids.js';
+import { sandboxNameOnHost } from './ids.js';
 import { timestamp } from './events.js';
 import type { ShimFlags } from './flags.js';
 import { unmountRootfs } from './rootfs.js';
@@ -28,7 +28,7 @@ export async function deleteCommand(flags: ShimFlags, defaultRunRoot: string, lo
   const group = sandboxIdOf(flags.id, spec.annotations);
   const path = socketPath(flags.address, flags.namespace, group);
   if (!(await connectable(path))) {
-    await cleanupDeadSandbox((await recordedRunRoot(bundle)) ?? defaultRunRoot, hostName(flags.namespace, group), log);
+    await cleanupDeadSandbox((await recordedRunRoot(bundle)) ?? defaultRunRoot, sandboxNameOnHost(flags.namespace, group), log);
     await unlink(path).catch(() => undefined);
   }
   return containerd.task.v2.DeleteResponse.encode({ pid: 0, exitStatus: 137, exitedAt: timestamp(new Date()) }).finish();

@@ -9,6 +9,6 @@ export function isValidId(id: string): boolean {
  * A sandbox's name on this host: ids are unique only within a containerd
  * namespace, and `@` is in neither, so `<id>@<namespace>` cannot collide.
  */
-export function hostName(namespace: string, sandboxId: string): string {
+export function sandboxNameOnHost(namespace: string, sandboxId: string): string {
   return `${sandboxId}@${namespace}`;
 }

@@ -7,7 +7,7 @@ import type { Logger } from '../../../common/log.js';
 import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
 import { recordRunRoot } from './bundle-state.js';
 import { applyAnnotations, loadConfig } from './config.js';
-import { hostName } from './ids.js';
+import { sandboxNameOnHost } from './ids.js';
 import { defaultShimSettings } from './shim-settings.js';
 import type { OciSpecLike } from './task-service.js';
 import { sizeVm } from './vm-sizing.js';
@@ -31,6 +31,6 @@ export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logg
   await ensureRunRoot(settings);
   await recordRunRoot(req.bundle, settings.runRoot);
   const size = sizeVm({ cpus: settings.cpus, memoryMiB: settings.memoryMiB }, req.spec.linux?.resources as never);
-  const name = hostName(req.namespace, req.sandboxId);
+  const name = sandboxNameOnHost(req.namespace, req.sandboxId);
   return Sandbox.start(req.sandboxId, { ...settings, ...size }, log.child({ sandbox: req.sandboxId }), { name, ...(onLaunched ? { onLaunched } : {}) });
 }

@@ -96,7 +96,7 @@ export class ProcessStdio {
   constructor(
     readonly paths: StdioPaths,
     private readonly log: Logger,
-    private readonly ids: { id: string; namespace: string } = { id: '', namespace: '' },
+    private readonly ids: { id: string; namespace: string },
   ) {}
 
   /** Checks the URIs and starts a logging binary if stdout names one; before the process exists. */

@@ -137,7 +137,10 @@ export class QemuVm {
     if (this.running && o.graceful) {
       const answered = o.graceful().then(
         () => true,
-        (err: Error) => (this.log.debug('graceful shutdown request failed', { error: err.message }), false),
+        (err: Error) => {
+          this.log.debug('graceful shutdown request failed', { error: err.message });
+          return false;
+        },
       );
       // The guest has stopped its work (or powered off by itself): quitting QEMU loses nothing.
       if ((await Promise.race([answered, exitWithin(this.process, o.gracefulMs)])) || !this.running) how = 'graceful';
