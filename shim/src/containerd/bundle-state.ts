@@ -15,11 +15,16 @@ interface BundleState {
   runRoot: string;
 }
 
+/** Writes a file into the bundle whole or not at all (a temporary name, then rename), so a reader never sees half of it. */
+export async function writeBundleFile(bundle: string, name: string, data: string): Promise<void> {
+  const tmp = join(bundle, `.${name}`);
+  await writeFile(tmp, data);
+  await rename(tmp, join(bundle, name));
+}
+
 export async function recordRunRoot(bundle: string, runRoot: string): Promise<void> {
   const state: BundleState = { runRoot };
-  const tmp = join(bundle, `.${FILE}`);
-  await writeFile(tmp, JSON.stringify(state));
-  await rename(tmp, join(bundle, FILE));
+  await writeBundleFile(bundle, FILE, JSON.stringify(state));
 }
 
 /** The run root recorded in the bundle, or undefined when the shim never got that far. */

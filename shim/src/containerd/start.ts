@@ -7,11 +7,12 @@
 // returns after a single Node start-up (Go shims re-exec themselves instead,
 // which costs them little and would cost us a second start-up).
 import { existsSync, writeSync } from 'node:fs';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { socketPath, toAddress } from './address.js';
 import { containerKind, sandboxIdOf } from './annotations.js';
+import { writeBundleFile } from './bundle-state.js';
 import type { ShimFlags } from './flags.js';
 
 export function connectable(path: string): Promise<boolean> {
@@ -27,9 +28,7 @@ export function connectable(path: string): Promise<boolean> {
 
 async function writeAddressFile(bundle: string, address: string): Promise<void> {
   // containerd reads this file on restart and does not trim it: no newline.
-  const tmp = join(bundle, '.address');
-  await writeFile(tmp, address);
-  await rename(tmp, join(bundle, 'address'));
+  await writeBundleFile(bundle, 'address', address);
 }
 
 /** Resolves once the address was printed; when this process became the shim, it keeps running after that. */
