@@ -13,6 +13,9 @@
 # warns on stderr, which would garble the address).
 set -u
 SHIM_JS='@SHIM_JS@'
+# The shim makes no TLS connections. With extra CA certificates named, Node
+# parses them at every start-up, before any of our code runs: 90 ms here.
+unset NODE_EXTRA_CA_CERTS
 bundle=$PWD # containerd runs us in the bundle; CRI also passes -bundle
 previous=
 for action; do # the action comes last

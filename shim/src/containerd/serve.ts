@@ -58,6 +58,14 @@ async function sandboxAhead(flags: ShimFlags, log: Logger): Promise<SandboxReque
   }
 }
 
+/**
+ * The bundled shim's loader (shim/loader/) leaves this hook when there is no code cache for its
+ * bundle yet: a shim that has served holds the compiled code of every path a new shim takes.
+ */
+function saveCodeCache(): void {
+  (globalThis as { __kataTsSaveCodeCache?: () => void }).__kataTsSaveCodeCache?.();
+}
+
 /** Serves until shut down; calls onListening once the socket accepts connections. */
 export async function serveCommand(flags: ShimFlags, socket: string, onListening: () => Promise<void>): Promise<void> {
   const log = openLog(flags);
@@ -88,6 +96,7 @@ export async function serveCommand(flags: ShimFlags, socket: string, onListening
     await events.flush();
     events.close();
     await unlink(socket).catch(() => undefined);
+    saveCodeCache();
     process.exit(0);
   };
   const service = new TaskService({

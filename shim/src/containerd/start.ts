@@ -49,10 +49,12 @@ export async function startCommand(flags: ShimFlags): Promise<void> {
   await raiseOomScoreAboveContainerd();
   const [{ serveCommand }, { loadNative }] = await Promise.all([import('./serve.js'), import('../../../native/native.js')]);
   await serveCommand(flags, path, async () => {
+    // Before the address goes out: containerd must not be told of a shim that then fails.
+    const native = loadNative();
     await writeAddressFile(bundle, address);
     // stdout is the address and nothing else: containerd reads all of it, and waits for EOF.
     writeSyncAll(1, address);
-    loadNative().detachStdio();
+    native.detachStdio();
   });
 }
 

@@ -92,7 +92,9 @@ export class QemuVm {
       const vm = new QemuVm(d.name, child, virtiofsd, d, o.runDir, spawnedAt, o.log);
       // QEMU writes its own pidfile; virtiofsd's is ours, so a cleanup without this process can find both.
       if (virtiofsd?.pid) await writeFile(join(o.runDir, VIRTIOFSD_PIDFILE), String(virtiofsd.pid));
-      o.log.info('qemu started', { pid: child.pid, accel: d.accel, channel: d.agentChannel.kind, virtiofsd: virtiofsd?.pid });
+      // How long this process took to get here: the part of a sandbox's start-up that comes before the boot.
+      const msSinceProcessStart = Math.round(spawnedAt);
+      o.log.info('qemu started', { pid: child.pid, accel: d.accel, channel: d.agentChannel.kind, virtiofsd: virtiofsd?.pid, msSinceProcessStart });
       return vm;
     } catch (err) {
       await virtiofsd?.stop(0);
