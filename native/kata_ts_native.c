@@ -1,7 +1,8 @@
 // The few system calls Node cannot make itself: AF_VSOCK sockets, receiving a
-// file descriptor over a unix socket (crun's --console-socket), setting a
-// pty's window size, mount/umount, sync, and pointing stdio at /dev/null in
-// one step. Everything else stays in TypeScript.
+// file descriptor over a unix socket (crun's --console-socket), a listening
+// unix socket to hand to a child, setting a pty's window size, mount/umount,
+// sync, and pointing stdio at /dev/null in one step. Everything else stays in
+// TypeScript.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -168,6 +170,36 @@ static int get_string(napi_env env, napi_value v, char *buf, size_t len) {
   return 0;
 }
 
+// unixListen(path, backlog): a blocking, close-on-exec unix stream socket
+// listening on path, for a child process to accept on (virtiofsd --fd).
+// Node's own listening sockets are non-blocking, and closing one unlinks it.
+static napi_value unix_listen(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  uint32_t backlog;
+  if (argc < 2) {
+    napi_throw_type_error(env, NULL, "unixListen(path, backlog)");
+    return NULL;
+  }
+  if (get_string(env, argv[0], addr.sun_path, sizeof addr.sun_path)) return NULL;
+  if (napi_get_value_uint32(env, argv[1], &backlog) != napi_ok) {
+    napi_throw_type_error(env, NULL, "backlog must be an unsigned integer");
+    return NULL;
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket(AF_UNIX)", errno);
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(fd, (int)backlog) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, addr.sun_path, err);
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
 // mount(source, target, fstype, flags, data)
 static napi_value do_mount(napi_env env, napi_callback_info info) {
   napi_value argv[5];
@@ -209,6 +241,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"vsockConnect", NULL, vsock_connect, NULL, NULL, NULL, napi_enumerable, NULL},
       {"receiveFd", NULL, receive_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setWindowSize", NULL, set_window_size, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mount", NULL, do_mount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"umount", NULL, do_umount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"detachStdio", NULL, detach_stdio, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -11,6 +11,8 @@ export interface NativeAddon {
   vsockConnect(cid: number, port: number, timeoutMs: number): number;
   /** The first descriptor sent with SCM_RIGHTS on a connected unix socket. */
   receiveFd(socketFd: number, timeoutMs: number): number;
+  /** A blocking unix stream socket listening on path, for a child process to accept on. */
+  unixListen(path: string, backlog: number): number;
   setWindowSize(fd: number, rows: number, columns: number): void;
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount(target: string, flags?: number): void;

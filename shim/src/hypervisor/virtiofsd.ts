@@ -1,7 +1,8 @@
 // The virtiofsd process that serves a sandbox's shared directory to QEMU.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { exitWithin, isRunning, tail, waitFor } from './child.js';
+import { closeSync } from 'node:fs';
+import { loadNative } from '../../../native/native.js';
+import { exitWithin, isRunning, tail } from './child.js';
 
 export interface VirtiofsdOptions {
   binary: string;
@@ -19,23 +20,42 @@ export class VirtiofsdError extends Error {
   }
 }
 
+/** The descriptor the listening socket has in virtiofsd (stdio takes 0 to 2). */
+const LISTEN_FD = 3;
+
 export function virtiofsdArgs(o: VirtiofsdOptions): string[] {
-  return [`--socket-path=${o.socketPath}`, '-o', `source=${o.sharedDir}`, '-o', `cache=${o.cache}`, '-o', 'sandbox=namespace', ...(o.extraArgs ?? [])];
+  return [`--fd=${LISTEN_FD}`, '-o', `source=${o.sharedDir}`, '-o', `cache=${o.cache}`, '-o', 'sandbox=namespace', ...(o.extraArgs ?? [])];
 }
 
 export class Virtiofsd {
-  private constructor(readonly process: ChildProcess) {}
+  private constructor(
+    readonly process: ChildProcess,
+    /** virtiofsd's stderr so far: why it exited, if it did. */
+    readonly stderr: () => string,
+  ) {}
 
-  /** Starts virtiofsd and waits until its socket exists (QEMU connects to it as a client). */
+  /**
+   * Starts virtiofsd on a socket that already listens, so QEMU can connect as soon as it runs,
+   * not once virtiofsd has started (QEMU's vhost-user handshake then waits for virtiofsd's answer).
+   */
   static async start(o: VirtiofsdOptions): Promise<Virtiofsd> {
-    const child = spawn(o.binary, virtiofsdArgs(o), { stdio: ['ignore', 'ignore', 'pipe'] });
-    const stderr = tail(child.stderr);
-    const ready = await waitFor(() => existsSync(o.socketPath) || !isRunning(child), 5000);
-    if (!ready || !isRunning(child)) {
-      child.kill('SIGKILL');
-      throw new VirtiofsdError(`virtiofsd did not start (${ready ? 'it exited' : 'no socket within 5 s'}): ${stderr() || 'no output'}`);
+    const listening = loadNative().unixListen(o.socketPath, 1);
+    let child: ChildProcess;
+    try {
+      child = spawn(o.binary, virtiofsdArgs(o), { stdio: ['ignore', 'ignore', 'pipe', listening] });
+    } finally {
+      closeSync(listening);
     }
-    return new Virtiofsd(child);
+    const stderr = tail(child.stderr);
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', (err) => reject(new VirtiofsdError(`cannot run ${o.binary}: ${err.message}`)));
+    });
+    return new Virtiofsd(child, stderr);
+  }
+
+  get running(): boolean {
+    return isRunning(this.process);
   }
 
   get pid(): number | undefined {

@@ -111,9 +111,10 @@ export class QemuVm {
     return isRunning(this.process);
   }
 
-  /** QEMU's stderr so far; it explains most early exits. */
+  /** QEMU's stderr so far, and virtiofsd's if it exited: they explain most early exits. */
   stderr(): string {
-    return this.#stderr();
+    const virtiofsd = this.virtiofsd && !this.virtiofsd.running ? this.virtiofsd.stderr() : '';
+    return virtiofsd ? `${this.#stderr()}\nvirtiofsd exited: ${virtiofsd}`.trim() : this.#stderr();
   }
 
   async qmp(): Promise<QmpClient> {

@@ -27,7 +27,7 @@ async function killFromPidfile(path: string, expect: string, log: Logger): Promi
 export async function cleanupDeadSandbox(runRoot: string, name: string, log: Logger): Promise<void> {
   const { vmDir, sharedDir } = sandboxDirs(runRoot, name);
   await killFromPidfile(join(vmDir, 'qemu.pid'), `kata-ts-${name}`, log);
-  await killFromPidfile(join(vmDir, VIRTIOFSD_PIDFILE), '--socket-path=' + join(vmDir, 'virtiofsd.sock'), log);
+  await killFromPidfile(join(vmDir, VIRTIOFSD_PIDFILE), 'source=' + sharedDir, log);
   const native = loadNative();
   const containers = await readdir(sharedDir).catch(() => [] as string[]);
   for (const c of containers) {
