@@ -30,7 +30,9 @@ export class OomWatcher {
       watcher.on('error', () => this.remove(containerId));
       this.#watchers.set(containerId, watcher);
     } catch (err) {
-      this.log.warn('cannot watch for OOM kills', { container: containerId, error: (err as Error).message });
+      // crun removes the cgroup once the container's process exits: a quick one is gone before the watch.
+      const gone = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      this.log[gone ? 'debug' : 'warn']('cannot watch for OOM kills', { container: containerId, error: (err as Error).message, exited: gone });
     }
   }
 

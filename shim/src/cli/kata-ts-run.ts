@@ -12,24 +12,37 @@ import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
 import { DEFAULT_SETTINGS, type SandboxSettings } from '../sandbox/settings.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
+const USAGE = 'usage: kata-ts-run [--rootfs DIR] [--tty] [--accel auto|kvm|tcg] [--channel auto|vsock|serial] [--debug] -- COMMAND [ARG...]';
+
+class UsageError extends Error {}
+
+function parseCommandLine() {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        rootfs: { type: 'string', default: join(repoRoot, 'build/busybox-rootfs') },
+        kernel: { type: 'string', default: join(repoRoot, 'build/vmlinux') },
+        image: { type: 'string', default: join(repoRoot, 'build/rootfs.img') },
+        accel: { type: 'string', default: 'auto' },
+        channel: { type: 'string', default: 'auto' },
+        tty: { type: 'boolean', default: false },
+        debug: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      rootfs: { type: 'string', default: join(repoRoot, 'build/busybox-rootfs') },
-      kernel: { type: 'string', default: join(repoRoot, 'build/vmlinux') },
-      image: { type: 'string', default: join(repoRoot, 'build/rootfs.img') },
-      accel: { type: 'string', default: 'auto' },
-      channel: { type: 'string', default: 'auto' },
-      tty: { type: 'boolean', default: false },
-      debug: { type: 'boolean', default: false },
-    },
-  });
-  if (positionals.length === 0) {
-    console.error('usage: kata-ts-run [--rootfs DIR] [--tty] [--accel auto|kvm|tcg] [--channel auto|vsock|serial] [--debug] -- COMMAND [ARG...]');
-    return 2;
+  const { values, positionals } = parseCommandLine();
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
   }
+  if (positionals.length === 0) throw new UsageError('no command given');
   const log = createLogger({ level: values.debug ? 'debug' : 'warn' });
   const settings: SandboxSettings = {
     ...DEFAULT_SETTINGS,
@@ -93,7 +106,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: Error) => {
-    console.error(`kata-ts-run: ${err.message}`);
-    process.exit(125);
+    console.error(`kata-ts-run: ${err.message}${err instanceof UsageError ? `\n${USAGE}` : ''}`);
+    process.exit(err instanceof UsageError ? 2 : 125);
   },
 );
