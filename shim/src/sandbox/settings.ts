@@ -47,6 +47,6 @@ export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'>
   shutdownTimeoutMs: 3_000,
   runRoot: '/run/kata-ts',
   virtiofsCache: 'auto',
-  tcgTranslationBufferMiB: 64,
+  tcgTranslationBufferMiB: 128,
   debug: false,
 };
