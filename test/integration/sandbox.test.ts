@@ -3,7 +3,8 @@
 // nothing of it is left afterwards.
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import os from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentCallError, SandboxDeadError } from '../../shim/src/sandbox/errors.js';
@@ -145,6 +146,23 @@ describe('a sandbox that cannot boot', () => {
     const after = existsSync(`${settings.runRoot}/vm`) ? readdirSync(`${settings.runRoot}/vm`) : [];
     expect(after).toEqual(before);
     expect(execFileSync('sh', ['-c', `grep -c ${settings.runRoot} /proc/self/mountinfo || true`]).toString().trim()).toBe('0');
+  });
+
+  it('names virtiofsd’s error when virtiofsd dies first, and leaves nothing behind', async () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'kata-ts-virtiofsd-'));
+    try {
+      const failing = join(dir, 'virtiofsd');
+      writeFileSync(failing, '#!/bin/sh\necho "cannot serve the shared directory: test failure" >&2\nexit 1\n', { mode: 0o755 });
+      const settings = testSettings({ virtiofsdBinary: failing });
+      const vmDirs = () => (existsSync(`${settings.runRoot}/vm`) ? readdirSync(`${settings.runRoot}/vm`) : []);
+      const before = vmDirs();
+      const { startSandbox: start } = await import('../helpers/sandbox-harness.js');
+      await expect(start({ virtiofsdBinary: failing })).rejects.toThrow(/virtiofsd exited first: cannot serve the shared directory: test failure/);
+      expect(vmDirs()).toEqual(before);
+      expect(execFileSync('sh', ['-c', `grep -c ${settings.runRoot} /proc/self/mountinfo || true`]).toString().trim()).toBe('0');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

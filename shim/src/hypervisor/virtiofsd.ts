@@ -28,11 +28,20 @@ export function virtiofsdArgs(o: VirtiofsdOptions): string[] {
 }
 
 export class Virtiofsd {
+  #exitedAt: number | undefined;
+
   private constructor(
     readonly process: ChildProcess,
     /** virtiofsd's stderr so far: why it exited, if it did. */
     readonly stderr: () => string,
-  ) {}
+  ) {
+    process.once('exit', () => (this.#exitedAt = performance.now()));
+  }
+
+  /** performance.now() when virtiofsd exited; undefined while it runs. */
+  get exitedAt(): number | undefined {
+    return this.#exitedAt;
+  }
 
   /**
    * Starts virtiofsd on a socket that already listens, so QEMU can connect as soon as it runs,

@@ -47,6 +47,7 @@ export class QemuVm {
   #stopping: Promise<void> | undefined;
   readonly exited: Promise<ExitStatus>;
   readonly #stderr: () => string;
+  #exitedAt: number | undefined;
   /** At debug level the guest console (kernel, init and agent logs) goes to our log as it is written. */
   readonly #console: ConsoleFollower | undefined;
 
@@ -66,6 +67,7 @@ export class QemuVm {
       this.#console.start();
     }
     this.exited = exitOf(process).then((status) => {
+      this.#exitedAt = performance.now();
       const level = this.#stopping ? 'debug' : 'warn';
       log[level]('qemu exited', { code: status.code, signal: status.signal, stderr: this.#stderr() || undefined });
       return status;
@@ -111,10 +113,15 @@ export class QemuVm {
     return isRunning(this.process);
   }
 
-  /** QEMU's stderr so far, and virtiofsd's if it exited: they explain most early exits. */
+  /**
+   * QEMU's stderr so far, which explains most early exits; and virtiofsd's when virtiofsd exited
+   * first (it exits anyway once QEMU is gone, and then only reports the lost connection).
+   */
   stderr(): string {
-    const virtiofsd = this.virtiofsd && !this.virtiofsd.running ? this.virtiofsd.stderr() : '';
-    return virtiofsd ? `${this.#stderr()}\nvirtiofsd exited: ${virtiofsd}`.trim() : this.#stderr();
+    const virtiofsdExit = this.virtiofsd?.exitedAt;
+    const virtiofsdFirst = virtiofsdExit !== undefined && (this.#exitedAt === undefined || virtiofsdExit <= this.#exitedAt);
+    const virtiofsd = virtiofsdFirst ? this.virtiofsd!.stderr() : '';
+    return virtiofsd ? `${this.#stderr()}\nvirtiofsd exited first: ${virtiofsd}`.trim() : this.#stderr();
   }
 
   async qmp(): Promise<QmpClient> {
