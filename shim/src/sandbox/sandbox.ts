@@ -104,6 +104,7 @@ export class Sandbox {
           ...FAST_BOOT_CMDLINE,
           ...ROOTFS_CMDLINE,
           `kata_ts.channel=${channel.value}`,
+          `kata_ts.accel=${accel.value}`,
           ...(settings.debug ? ['kata_ts.log=debug'] : []),
           ...settings.kernelParams,
         ],
