@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/log.js';
 import { containerd } from '../../proto/gen/containerd/containerd.js';
 import type { EventPublisher, TaskEvent } from '../../shim/src/containerd/events.js';
@@ -52,6 +52,12 @@ function fakeSandbox(id: string, stops: string[]) {
   } as unknown as Sandbox;
 }
 
+/** The bundle folders setup() made; each test's are removed after it. */
+const bundles: string[] = [];
+afterEach(() => {
+  for (const b of bundles.splice(0)) rmSync(b, { recursive: true, force: true });
+});
+
 function setup(prepared?: PreparedSandbox) {
   const events: TaskEvent[] = [];
   const procs: ReturnType<typeof fakeProcess>[] = [];
@@ -94,6 +100,7 @@ function setup(prepared?: PreparedSandbox) {
     onShutdown: () => void shutdowns++,
   });
   const bundle = mkdtempSync(join(tmpdir(), 'kata-ts-bundle-'));
+  bundles.push(bundle);
   writeFileSync(join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', process: { args: ['sh'], cwd: '/', user: { uid: 0, gid: 0 } }, root: { path: 'rootfs' } }));
   const create = (id: string) => service.create(v2.CreateTaskRequest.create({ id, bundle }));
   return { service, events, procs, removed, agentCalls, create, booted, bundle, sandboxStops, shutdowns: () => shutdowns };
