@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '../common/log.js';
+import { sandboxNameOnHost } from '../shim/src/containerd/ids.js';
 import { defaultSpec } from '../shim/src/sandbox/default-spec.js';
 import { ensureRunRoot, Sandbox } from '../shim/src/sandbox/sandbox.js';
 import { DEFAULT_SETTINGS } from '../shim/src/sandbox/settings.js';
@@ -77,7 +78,7 @@ const CLOCK_TICKS_PER_SECOND = 100;
  * pidfile under the default run root; resolves once the process was seen, or with NaN if it never was.
  */
 async function qemuStartedAfter(sandboxId: string, since: number, done: () => boolean): Promise<number> {
-  const pidfile = `/run/kata-ts/vm/${sandboxId}@default/qemu.pid`;
+  const pidfile = `/run/kata-ts/vm/${sandboxNameOnHost('default', sandboxId)}/qemu.pid`;
   while (!done()) {
     if (existsSync(pidfile)) {
       try {

@@ -2,16 +2,15 @@
 // rootfs directory, streams its output and prints where the boot time went.
 //   kata-ts-run [--rootfs DIR] [--tty] [--accel auto|kvm|tcg] [--channel auto|vsock|serial] [--debug] -- COMMAND [ARG...]
 import { parseArgs } from 'node:util';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createLogger } from '../../../common/log.js';
 import type { AccelSetting, ChannelSetting } from '../hypervisor/accel.js';
+import { INSTALL_ROOT } from '../containerd/shim-settings.js';
 import { defaultSpec } from '../sandbox/default-spec.js';
 import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
 import { DEFAULT_SETTINGS, type SandboxSettings } from '../sandbox/settings.js';
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
 const USAGE = 'usage: kata-ts-run [--rootfs DIR] [--tty] [--accel auto|kvm|tcg] [--channel auto|vsock|serial] [--debug] -- COMMAND [ARG...]';
 
 class UsageError extends Error {}
@@ -21,9 +20,9 @@ function parseCommandLine() {
     return parseArgs({
       allowPositionals: true,
       options: {
-        rootfs: { type: 'string', default: join(repoRoot, 'build/busybox-rootfs') },
-        kernel: { type: 'string', default: join(repoRoot, 'build/vmlinux') },
-        image: { type: 'string', default: join(repoRoot, 'build/rootfs.img') },
+        rootfs: { type: 'string', default: join(INSTALL_ROOT, 'build/busybox-rootfs') },
+        kernel: { type: 'string', default: join(INSTALL_ROOT, 'build/vmlinux') },
+        image: { type: 'string', default: join(INSTALL_ROOT, 'build/rootfs.img') },
         accel: { type: 'string', default: 'auto' },
         channel: { type: 'string', default: 'auto' },
         tty: { type: 'boolean', default: false },

@@ -5,7 +5,7 @@
 // It begins booting its sandbox VM before it loads anything else: containerd's
 // first Create waits for the VM, so the Task API loads while the guest boots.
 import { constants, createWriteStream, fstatSync, openSync, readFileSync } from 'node:fs';
-import { readFile, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger, type Logger } from '../../../common/log.js';
 import { containerKind } from './annotations.js';
@@ -44,10 +44,9 @@ function readStartOptions(): Uint8Array {
  * sandbox never gets its own shim; anything unreadable is left for Create to
  * report.
  */
-async function sandboxAhead(flags: ShimFlags, log: Logger): Promise<SandboxRequest | undefined> {
+async function sandboxAhead(flags: ShimFlags, spec: OciSpecLike, log: Logger): Promise<SandboxRequest | undefined> {
   const bundle = process.cwd();
   try {
-    const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as OciSpecLike;
     if (!isValidId(flags.id) || containerKind(spec.annotations) === 'pod-container') return undefined;
     const options = readStartOptions();
     const configPath = options.length > 0 ? (await import('./runtime-options.js')).configPathFromStartOptions(options) : undefined;
@@ -66,10 +65,13 @@ function saveCodeCache(): void {
   (globalThis as { __kataTsSaveCodeCache?: () => void }).__kataTsSaveCodeCache?.();
 }
 
-/** Serves until shut down; calls onListening once the socket accepts connections. */
-export async function serveCommand(flags: ShimFlags, socket: string, onListening: () => Promise<void>): Promise<void> {
+/**
+ * Serves until shut down; calls onListening once the socket accepts connections. spec: the
+ * bundle's config.json, which `start` has read already.
+ */
+export async function serveCommand(flags: ShimFlags, spec: OciSpecLike, socket: string, onListening: () => Promise<void>): Promise<void> {
   const log = openLog(flags);
-  const ahead = await sandboxAhead(flags, log);
+  const ahead = await sandboxAhead(flags, spec, log);
   let prepared: PreparedSandbox | undefined;
   if (ahead) {
     // QEMU first: loading the Task API is synchronous work that would hold up each step of the launch.

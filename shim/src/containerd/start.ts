@@ -14,6 +14,7 @@ import { socketPath, toAddress } from './address.js';
 import { containerKind, sandboxIdOf } from './annotations.js';
 import { writeBundleFile } from './bundle-state.js';
 import type { ShimFlags } from './flags.js';
+import type { OciSpecLike } from './task-service.js';
 
 export function connectable(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -34,7 +35,7 @@ async function writeAddressFile(bundle: string, address: string): Promise<void> 
 /** Resolves once the address was printed; when this process became the shim, it keeps running after that. */
 export async function startCommand(flags: ShimFlags): Promise<void> {
   const bundle = process.cwd();
-  const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as { annotations?: Record<string, string> };
+  const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as OciSpecLike;
   const group = sandboxIdOf(flags.id, spec.annotations);
   const path = socketPath(flags.address, flags.namespace, group);
   const address = toAddress(path);
@@ -48,7 +49,7 @@ export async function startCommand(flags: ShimFlags): Promise<void> {
 
   await raiseOomScoreAboveContainerd();
   const [{ serveCommand }, { loadNative }] = await Promise.all([import('./serve.js'), import('../../../native/native.js')]);
-  await serveCommand(flags, path, async () => {
+  await serveCommand(flags, spec, path, async () => {
     // Before the address goes out: containerd must not be told of a shim that then fails.
     const native = loadNative();
     await writeAddressFile(bundle, address);
