@@ -16,13 +16,17 @@ ROOTFS := $(BUILD)/rootfs.img
 AGENT_BUNDLE := $(BUILD)/agent/agent.cjs
 SHIM_SRC := $(shell find shim/src common native -name '*.ts' 2>/dev/null)
 SHIM_DIR := $(BUILD)/shim
+RUNTIME_SHIM := $(SHIM_DIR)/shim.cjs $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs $(SHIM_DIR)/kata_ts_native.node
+# make install: one self-contained runtime folder, and its commands on PATH.
+PREFIX ?= /opt/kata-ts
+BINDIR ?= /usr/local/bin
 BUSYBOX_ROOTFS := $(BUILD)/busybox-rootfs/.stamp
 BUSYBOX_IMAGES := $(BUILD)/busybox-image.tar $(BUILD)/busybox-image-user.tar
 
-.PHONY: demo test bench deps apt npm native proto build images kernel crun rootfs lint typecheck unit integration e2e clean install-shim
+.PHONY: demo test bench deps apt npm native proto build images kernel crun rootfs lint typecheck unit integration e2e clean install uninstall check-new-machine
 
 ## demo: install everything, build the images, boot a sandbox and run a command in it, then the same through containerd
-demo: deps images build install-shim
+demo: deps images build install
 	node dist/shim/src/cli/kata-ts-run.js --rootfs $(BUILD)/busybox-rootfs -- /bin/sh -c 'echo "hello from $$(uname -n), kernel $$(uname -r)"'
 	bash demo/ctr-run.sh .
 
@@ -58,16 +62,27 @@ proto/gen/agent.ts: proto/agent.proto proto/generate.sh node_modules/.package-lo
 proto/gen/containerd/containerd.js: proto/ttrpc.proto proto/generate-containerd.sh node_modules/.package-lock.json | $(BUILD)/.apt-stamp
 	bash proto/generate-containerd.sh
 
-build: proto $(BUILD)/bin/containerd-shim-kata-ts-v2 $(SHIM_DIR)/shim.cjs $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs
+# build/ is a runtime folder, laid out as an installed one (shim/src/containerd/shim-settings.ts):
+# bin/ for what containerd runs, shim/ for the bundle, its loader and the addon, and beside them
+# the guest kernel, the rootfs image and the default configuration.
+build: proto $(BUILD)/bin/containerd-shim-kata-ts-v2 $(RUNTIME_SHIM) $(BUILD)/configuration.toml
 	npx tsc -p tsconfig.build.json
 	@# tsc emits only what it compiles; the protobufjs module is generated JavaScript.
 	mkdir -p dist/proto/gen/containerd && cp proto/gen/containerd/containerd.js dist/proto/gen/containerd/
 
 # containerd finds io.containerd.kata-ts.v2 as containerd-shim-kata-ts-v2 on its PATH.
+# The wrapper names node and the shim by absolute path: containerd's PATH need not hold node.
+#   $(call shim_wrapper,RUNTIME_FOLDER,OUT_FILE)
+shim_wrapper = sed -e 's|@SHIM_JS@|$(1)/shim/containerd-shim-kata-ts-v2.cjs|' -e "s|@NODE@|$$(command -v node)|" \
+	shim/bin/containerd-shim-kata-ts-v2.sh > $(2) && chmod 0755 $(2)
 $(BUILD)/bin/containerd-shim-kata-ts-v2: shim/bin/containerd-shim-kata-ts-v2.sh Makefile
 	@mkdir -p $(dir $@)
-	sed 's|@SHIM_JS@|$(CURDIR)/$(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs|' $< > $@
-	chmod 0755 $@
+	$(call shim_wrapper,$(CURDIR)/$(BUILD),$@)
+$(BUILD)/configuration.toml: shim/configuration.toml
+	cp $< $@
+$(SHIM_DIR)/kata_ts_native.node: $(ADDON)
+	@mkdir -p $(dir $@)
+	cp $< $@
 
 # The shim containerd runs: one CommonJS bundle, started by a loader that keeps its V8 code cache.
 # One file to read and compile instead of an ES module graph: about 25 ms less before each sandbox boots.
@@ -79,9 +94,24 @@ $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs: shim/loader/containerd-shim-kata-ts-
 	@mkdir -p $(dir $@)
 	cp $< $@
 
-## install-shim: put containerd-shim-kata-ts-v2 on PATH (/usr/local/bin) for the system containerd
-install-shim: build
-	install -m 0755 $(BUILD)/bin/containerd-shim-kata-ts-v2 /usr/local/bin/containerd-shim-kata-ts-v2
+## install: the runtime under PREFIX (/opt/kata-ts), and containerd-shim-kata-ts-v2 on PATH
+## (BINDIR, /usr/local/bin) from there; the installed runtime needs nothing from this checkout
+install: build kernel rootfs
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/shim $(DESTDIR)$(BINDIR)
+	install -m 0644 $(SHIM_DIR)/shim.cjs $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs $(DESTDIR)$(PREFIX)/shim/
+	install -m 0755 $(SHIM_DIR)/kata_ts_native.node $(DESTDIR)$(PREFIX)/shim/
+	install -m 0644 $(KERNEL) $(BUILD)/vmlinux.config $(ROOTFS) shim/configuration.toml $(DESTDIR)$(PREFIX)/
+	$(call shim_wrapper,$(PREFIX),$(DESTDIR)$(PREFIX)/bin/containerd-shim-kata-ts-v2)
+	ln -sfn $(PREFIX)/bin/containerd-shim-kata-ts-v2 $(DESTDIR)$(BINDIR)/containerd-shim-kata-ts-v2
+
+## uninstall: remove what make install put there (an /etc/kata-ts configuration is the host's and stays)
+uninstall:
+	if [ "$$(readlink $(DESTDIR)$(BINDIR)/containerd-shim-kata-ts-v2)" = $(PREFIX)/bin/containerd-shim-kata-ts-v2 ]; then \
+		rm -f $(DESTDIR)$(BINDIR)/containerd-shim-kata-ts-v2; fi
+	rm -rf $(DESTDIR)$(PREFIX)/shim
+	rm -f $(DESTDIR)$(PREFIX)/bin/containerd-shim-kata-ts-v2 \
+		$(addprefix $(DESTDIR)$(PREFIX)/,vmlinux vmlinux.config rootfs.img configuration.toml)
+	rmdir --ignore-fail-on-non-empty $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX) 2>/dev/null || true
 
 images: kernel crun rootfs $(BUSYBOX_ROOTFS) $(BUSYBOX_IMAGES)
 
@@ -131,6 +161,10 @@ integration: images build
 ## e2e: a private containerd driven by the real ctr (runc baseline; kata-ts once the shim lands)
 e2e: images build
 	npx vitest run --project e2e --reporter=default --reporter=json --outputFile.json=$(BUILD)/test-results/e2e.json
+
+## check-new-machine: make demo in a fresh Debian 12 root that holds only what a new machine has (before landing)
+check-new-machine:
+	bash test/new-machine/run.sh demo
 
 clean:
 	rm -rf $(BUILD) dist native/build proto/gen

@@ -2,6 +2,7 @@
 # Starts a private containerd (own root, state, socket and config, with the
 # kata-ts and runc runtimes), imports the busybox image built by `make images`,
 # runs one container in a kata-ts VM with the real ctr, and stops everything.
+# The shim is the one on PATH, as for the host's own containerd (make install).
 #   usage: ctr-run.sh REPO_DIR [COMMAND...]
 set -euo pipefail
 repo=$(cd "${1:?usage: ctr-run.sh REPO_DIR [COMMAND...]}" && pwd)
@@ -18,7 +19,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$dir/opt"
 TOML
-PATH="$repo/build/bin:$PATH" containerd --config "$dir/config.toml" > "$dir/containerd.log" 2>&1 &
+command -v containerd-shim-kata-ts-v2 >/dev/null || { echo "containerd-shim-kata-ts-v2 is not on PATH (make install)" >&2; exit 1; }
+containerd --config "$dir/config.toml" > "$dir/containerd.log" 2>&1 &
 ctrd=$!
 cleanup() {
   kill "$ctrd" 2>/dev/null || true

@@ -23,11 +23,15 @@ debian_sha256=4688a1fea2d19c6e2e38f5bad8c9c5f85be4d6033eb91dbb241c413e647e59e0
 # No systemd or CRIU in the guest; libgcrypt is only for optional features and
 # would drag libgpg-error into the static link. eBPF stays: crun needs it for
 # the cgroup v2 device rules.
+# yajl is the copy crun ships (libocispec/yajl), linked in statically; crun 1.8.1's
+# own sources do not get that copy's headers on their include path, so CPPFLAGS
+# names it (relative: crun's sources compile in the top folder), and no yajl
+# headers from the host are needed or used.
 # The compiler and linker hardening Debian builds its crun with (dpkg-buildflags
 # with hardening=+all), less PIE, which a fully static binary does not take.
 configure_flags=(--disable-systemd --disable-criu --enable-embedded-yajl ac_cv_search_gcry_check_version=no
   "CFLAGS=-g -O2 -fstack-protector-strong -fstack-clash-protection -fcf-protection -Wformat -Werror=format-security"
-  "CPPFLAGS=-D_FORTIFY_SOURCE=2")
+  "CPPFLAGS=-D_FORTIFY_SOURCE=2 -Ilibocispec/yajl/src/headers")
 make_flags=("LDFLAGS=-all-static -Wl,-z,relro -Wl,-z,now")
 
 die() { echo "crun: $*" >&2; exit 1; }

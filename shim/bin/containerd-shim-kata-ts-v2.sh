@@ -1,6 +1,7 @@
 #!/bin/sh
-# containerd-shim-kata-ts-v2 as containerd runs it: `make install-shim` puts
-# this script on PATH with SHIM_JS filled in.
+# containerd-shim-kata-ts-v2 as containerd runs it: make writes it into a
+# runtime folder's bin/ (build/bin, or /opt/kata-ts/bin by `make install`)
+# with NODE and SHIM_JS filled in.
 #
 # For `start`, containerd takes everything the command prints (stdout and
 # stderr share one pipe) as the shim's address, once the command has exited
@@ -12,6 +13,7 @@
 # small young generation save about 10 MB per sandbox (wasm off, or lite mode
 # warns on stderr, which would garble the address).
 set -u
+NODE='@NODE@'
 SHIM_JS='@SHIM_JS@'
 # The shim makes no TLS connections. With extra CA certificates named, Node
 # parses them at every start-up, before any of our code runs: 90 ms here.
@@ -24,7 +26,7 @@ for action; do # the action comes last
   previous=$action
 done
 if [ "${action:-}" = start ]; then
-  address=$(UV_THREADPOOL_SIZE=32 setsid -f node --lite-mode --no-expose-wasm --max-semi-space-size=1 "$SHIM_JS" "$@")
+  address=$(UV_THREADPOOL_SIZE=32 setsid -f "$NODE" --lite-mode --no-expose-wasm --max-semi-space-size=1 "$SHIM_JS" "$@")
   # Empty: the shim failed, and said why on stderr, which containerd reports.
   [ -n "$address" ] || exit 1
   printf '%s' "$address"
@@ -38,4 +40,4 @@ fi
 if [ "${action:-}" = delete ] && [ -e "$bundle/kata-ts.cleaned-up" ]; then
   exit 0
 fi
-exec node "$SHIM_JS" "$@"
+exec "$NODE" "$SHIM_JS" "$@"

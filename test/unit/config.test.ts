@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { applyAnnotations, applyConfig, ConfigError } from '../../shim/src/containerd/config.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { applyAnnotations, applyConfig, ConfigError, DEFAULT_ENABLED_ANNOTATIONS, loadConfig } from '../../shim/src/containerd/config.js';
 import { DEFAULT_SETTINGS, type SandboxSettings } from '../../shim/src/sandbox/settings.js';
 
 const base: SandboxSettings = { ...DEFAULT_SETTINGS, kernelPath: '/k', imagePath: '/i' };
@@ -56,5 +59,30 @@ describe('annotations', () => {
   it('refuse unknown keys and bad values', () => {
     expect(() => applyAnnotations(config, { 'io.katacontainers.config.hypervisor.bogus': '1' })).toThrow(/unknown annotation/);
     expect(() => applyAnnotations(config, { 'io.katacontainers.config.hypervisor.default_vcpus': 'many' })).toThrow(/must be a number/);
+  });
+});
+
+describe('the shipped configuration file', () => {
+  it('states exactly the built-in defaults', () => {
+    const shipped = loadConfig(base, join(import.meta.dirname, '../../shim/configuration.toml'));
+    expect(shipped.settings).toEqual(base);
+    expect(shipped.enabledAnnotations).toEqual(DEFAULT_ENABLED_ANNOTATIONS);
+  });
+});
+
+describe('finding the file', () => {
+  it('takes the first fallback that exists, and the defaults when none does', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kata-ts-config-'));
+    try {
+      const host = join(dir, 'etc.toml');
+      const shipped = join(dir, 'shipped.toml');
+      writeFileSync(shipped, '[hypervisor]\ndefault_vcpus = 3\n');
+      expect(loadConfig(base, undefined, [host, shipped])).toMatchObject({ source: shipped, settings: { cpus: 3 } });
+      writeFileSync(host, '[hypervisor]\ndefault_vcpus = 2\n');
+      expect(loadConfig(base, undefined, [host, shipped])).toMatchObject({ source: host, settings: { cpus: 2 } });
+      expect(loadConfig(base, undefined, [join(dir, 'none.toml')])).toMatchObject({ source: 'defaults', settings: base });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -4,7 +4,7 @@
 //   delete  clean up after a task or a dead shim; prints a DeleteResponse
 // Each action loads only what it needs: containerd runs `start` and `delete`
 // on the path of every `ctr run`, so their start-up time is the shim's overhead.
-// containerd runs this through the wrapper script `make install-shim` puts on
+// containerd runs this through the wrapper script `make install` puts on
 // PATH (shim/bin/containerd-shim-kata-ts-v2.sh), which detaches `start`.
 import { FlagError, parseFlags } from '../containerd/flags.js';
 import { SHIM_VERSION } from '../containerd/version.js';

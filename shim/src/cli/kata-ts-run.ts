@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createLogger } from '../../../common/log.js';
 import type { AccelSetting, ChannelSetting } from '../hypervisor/accel.js';
-import { INSTALL_ROOT } from '../containerd/shim-settings.js';
+import { RUNTIME_ROOT } from '../containerd/shim-settings.js';
 import { defaultSpec } from '../sandbox/default-spec.js';
 import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
 import { DEFAULT_SETTINGS, type SandboxSettings } from '../sandbox/settings.js';
@@ -20,9 +20,9 @@ function parseCommandLine() {
     return parseArgs({
       allowPositionals: true,
       options: {
-        rootfs: { type: 'string', default: join(INSTALL_ROOT, 'build/busybox-rootfs') },
-        kernel: { type: 'string', default: join(INSTALL_ROOT, 'build/vmlinux') },
-        image: { type: 'string', default: join(INSTALL_ROOT, 'build/rootfs.img') },
+        rootfs: { type: 'string', default: join(RUNTIME_ROOT, 'busybox-rootfs') },
+        kernel: { type: 'string', default: join(RUNTIME_ROOT, 'vmlinux') },
+        image: { type: 'string', default: join(RUNTIME_ROOT, 'rootfs.img') },
         accel: { type: 'string', default: 'auto' },
         channel: { type: 'string', default: 'auto' },
         tty: { type: 'boolean', default: false },

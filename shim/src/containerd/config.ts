@@ -106,11 +106,12 @@ export function applyConfig(base: SandboxSettings, doc: Record<string, unknown>,
 
 /**
  * Reads the file named by the runtime options (CRI `ConfigPath`, `ctr
- * --runtime-config-path`), else KATA_TS_CONFIG, else the default path if it
- * exists; no file means the defaults.
+ * --runtime-config-path`), else KATA_TS_CONFIG, else the first of `fallbacks`
+ * that exists (the host's /etc/kata-ts file, then the one the runtime ships);
+ * no file means the defaults.
  */
-export function loadConfig(base: SandboxSettings, explicitPath?: string): LoadedConfig {
-  const path = explicitPath || process.env.KATA_TS_CONFIG || (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : '');
+export function loadConfig(base: SandboxSettings, explicitPath?: string, fallbacks: readonly string[] = [DEFAULT_CONFIG_PATH]): LoadedConfig {
+  const path = explicitPath || process.env.KATA_TS_CONFIG || (fallbacks.find((p) => existsSync(p)) ?? '');
   if (!path) return { settings: base, enabledAnnotations: DEFAULT_ENABLED_ANNOTATIONS, source: 'defaults' };
   let text: string;
   try {

@@ -6,9 +6,9 @@
 import type { Logger } from '../../../common/log.js';
 import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
 import { recordRunRoot } from './bundle-state.js';
-import { applyAnnotations, loadConfig } from './config.js';
+import { applyAnnotations, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
 import { sandboxNameOnHost } from './ids.js';
-import { defaultShimSettings } from './shim-settings.js';
+import { defaultShimSettings, SHIPPED_CONFIG_PATH } from './shim-settings.js';
 import type { OciSpecLike } from './task-service.js';
 import { sizeVm } from './vm-sizing.js';
 
@@ -25,7 +25,7 @@ export interface SandboxRequest {
 
 /** onLaunched is called once QEMU runs (not if the boot fails before that). */
 export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logger, onLaunched?: () => void): Promise<Sandbox> {
-  const config = loadConfig(defaultShimSettings(debug), req.configPath);
+  const config = loadConfig(defaultShimSettings(debug), req.configPath, [DEFAULT_CONFIG_PATH, SHIPPED_CONFIG_PATH]);
   const settings = applyAnnotations(config, req.spec.annotations);
   log.info('configuration', { source: config.source });
   await ensureRunRoot(settings);

@@ -10,7 +10,7 @@ import { existsSync, writeSync } from 'node:fs';
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
-import { socketPath, toAddress } from './address.js';
+import { ensureSocketRoot, socketPath, toAddress } from './address.js';
 import { containerKind, sandboxIdOf } from './annotations.js';
 import { writeBundleFile } from './bundle-state.js';
 import type { ShimFlags } from './flags.js';
@@ -46,6 +46,7 @@ export async function startCommand(flags: ShimFlags): Promise<void> {
     return;
   }
   if (existsSync(path)) await unlink(path);
+  await ensureSocketRoot();
 
   await raiseOomScoreAboveContainerd();
   const [{ serveCommand }, { loadNative }] = await Promise.all([import('./serve.js'), import('../../../native/native.js')]);

@@ -1,5 +1,6 @@
 // The ttrpc server: a registry of services plus the set of live connections.
 // Wire handling per connection lives in server-connection.ts.
+import { chmod } from 'node:fs/promises';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../../common/log.js';
@@ -51,7 +52,11 @@ export class TtrpcServer {
     this.#services.set(service, methods);
   }
 
-  /** Listens on a unix socket path (which must not exist yet). Resolves once accepting. */
+  /**
+   * Listens on a unix socket path (which must not exist yet; its folder must). Resolves once
+   * accepting. The socket is its owner's only (0600), as containerd's own shims make theirs: the
+   * Task API controls every container behind it.
+   */
   async listen(path: string): Promise<net.Server> {
     const server = net.createServer();
     await new Promise<void>((resolve, reject) => {
@@ -61,6 +66,12 @@ export class TtrpcServer {
         resolve();
       });
     });
+    try {
+      await chmod(path, 0o600);
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw err;
+    }
     this.serve(server);
     return server;
   }
