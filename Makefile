@@ -7,7 +7,8 @@ APT_PACKAGES := qemu-system-x86 e2fsprogs busybox-static linux-source-6.1 bc fle
 	libelf-dev libssl-dev lz4 protobuf-compiler libprotobuf-dev gcc libc6-dev make python3 \
 	curl xz-utils patch gperf pkg-config libcap-dev libseccomp-dev \
 	containerd runc golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
-	golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
+	golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev \
+	containernetworking-plugins mount procps
 AGENT_SRC := $(shell find agent/src common native -name '*.ts' 2>/dev/null)
 ADDON := native/build/Release/kata_ts_native.node
 KERNEL := $(BUILD)/vmlinux
@@ -22,6 +23,8 @@ PREFIX ?= /opt/kata-ts
 BINDIR ?= /usr/local/bin
 BUSYBOX_ROOTFS := $(BUILD)/busybox-rootfs/.stamp
 BUSYBOX_IMAGES := $(BUILD)/busybox-image.tar $(BUILD)/busybox-image-user.tar
+PAUSE_IMAGE := $(BUILD)/pause-image.tar
+CRI_SCHEMA := proto/gen/cri/runtime-v1.desc
 
 .PHONY: demo test bench deps apt npm native proto build images kernel crun rootfs lint typecheck unit integration e2e clean install uninstall check-new-machine
 
@@ -56,7 +59,7 @@ native: $(ADDON)
 $(ADDON): native/kata_ts_native.c native/binding.gyp node_modules/.package-lock.json
 	npx node-gyp rebuild --directory native --loglevel=warn
 
-proto: proto/gen/agent.ts proto/gen/containerd/containerd.js
+proto: proto/gen/agent.ts proto/gen/containerd/containerd.js $(CRI_SCHEMA)
 proto/gen/agent.ts: proto/agent.proto proto/generate.sh node_modules/.package-lock.json
 	bash proto/generate.sh
 proto/gen/containerd/containerd.js: proto/ttrpc.proto proto/generate-containerd.sh node_modules/.package-lock.json | $(BUILD)/.apt-stamp
@@ -65,6 +68,11 @@ proto/gen/containerd/containerd.js: proto/ttrpc.proto proto/generate-containerd.
 # build/ is a runtime folder, laid out as an installed one (shim/src/containerd/shim-settings.ts):
 # bin/ for what containerd runs, shim/ for the bundle, its loader and the addon, and beside them
 # the guest kernel, the rootfs image and the default configuration.
+# The CRI API the installed containerd serves, out of its binary (Debian packages no CRI .proto).
+$(CRI_SCHEMA): proto/extract-cri.mjs node_modules/.package-lock.json | $(BUILD)/.apt-stamp
+	@mkdir -p $(dir $@)
+	node proto/extract-cri.mjs $$(command -v containerd) $@
+
 build: proto $(BUILD)/bin/containerd-shim-kata-ts-v2 $(RUNTIME_SHIM) $(BUILD)/configuration.toml
 	npx tsc -p tsconfig.build.json
 	@# tsc emits only what it compiles; the protobufjs module is generated JavaScript.
@@ -113,7 +121,7 @@ uninstall:
 		$(addprefix $(DESTDIR)$(PREFIX)/,vmlinux vmlinux.config rootfs.img configuration.toml)
 	rmdir --ignore-fail-on-non-empty $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX) 2>/dev/null || true
 
-images: kernel crun rootfs $(BUSYBOX_ROOTFS) $(BUSYBOX_IMAGES)
+images: kernel crun rootfs $(BUSYBOX_ROOTFS) $(BUSYBOX_IMAGES) $(PAUSE_IMAGE)
 
 kernel: $(KERNEL)
 $(KERNEL): images/kernel/build.sh images/kernel/config-fragment.txt | $(BUILD)/.apt-stamp
@@ -143,8 +151,12 @@ $(BUSYBOX_ROOTFS): images/oci/build-busybox-rootfs.sh | $(BUILD)/.apt-stamp
 	@touch $@
 
 # OCI image tarballs for `ctr image import` (no registry); one script run writes both.
-$(BUSYBOX_IMAGES) &: images/oci/build-busybox-image.sh $(BUSYBOX_ROOTFS)
+$(BUSYBOX_IMAGES) &: images/oci/build-busybox-image.sh images/oci/oci-image.sh $(BUSYBOX_ROOTFS)
 	bash images/oci/build-busybox-image.sh $(BUILD)/busybox-image.tar $(BUILD)/busybox-rootfs
+
+# The pod sandbox image (a static pause), for CRI pods without a registry.
+$(PAUSE_IMAGE): images/oci/build-pause-image.sh images/oci/oci-image.sh images/oci/pause.c | $(BUILD)/.apt-stamp
+	bash images/oci/build-pause-image.sh $@
 
 lint: npm proto
 	npx eslint .
