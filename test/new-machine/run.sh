@@ -63,6 +63,8 @@ say "make $* in the fresh root"
 set +e
 unshare --mount --propagation private --fork bash -euo pipefail -c '
   root=$1; shift; binds=$1; shift
+  # The root a mount of its own, as on a real machine: virtiofsd remounts / in its namespace.
+  mount --bind "$root" "$root"
   mount --rbind /dev "$root/dev"
   mount --rbind /sys "$root/sys"
   mount -t proc proc "$root/proc"
