@@ -8,7 +8,7 @@ APT_PACKAGES := qemu-system-x86 e2fsprogs busybox-static linux-source-6.1 bc fle
 	curl xz-utils patch gperf pkg-config libcap-dev libseccomp-dev \
 	containerd runc golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
 	golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev \
-	containernetworking-plugins mount procps
+	containernetworking-plugins mount procps iproute2
 AGENT_SRC := $(shell find agent/src common native -name '*.ts' 2>/dev/null)
 ADDON := native/build/Release/kata_ts_native.node
 KERNEL := $(BUILD)/vmlinux
@@ -24,7 +24,7 @@ BINDIR ?= /usr/local/bin
 BUSYBOX_ROOTFS := $(BUILD)/busybox-rootfs/.stamp
 BUSYBOX_IMAGES := $(BUILD)/busybox-image.tar $(BUILD)/busybox-image-user.tar
 PAUSE_IMAGE := $(BUILD)/pause-image.tar
-CRI_SCHEMA := proto/gen/cri/runtime-v1.desc
+CRI_SCHEMA := proto/gen/cri/runtime-v1.json
 
 .PHONY: demo test bench deps apt npm native proto build images kernel crun rootfs lint typecheck unit integration e2e clean install uninstall check-new-machine
 

@@ -2,7 +2,8 @@
 // Go's protobuf registry keeps every registered .proto file there as a
 // gzipped FileDescriptorProto. Debian packages neither the CRI .proto nor
 // crictl, and this keeps our CRI client in step with the containerd we run.
-// Writes a FileDescriptorSet holding the one file (runtime.v1's api.proto).
+// Writes runtime.v1's api.proto as protobufjs JSON (maps as maps, which a
+// client loading the raw descriptor would see as lists of entries).
 //   usage: node proto/extract-cri.mjs CONTAINERD_BINARY OUT_FILE
 import { Buffer } from 'node:buffer';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,8 @@ import { createRequire } from 'node:module';
 import { inflateRawSync } from 'node:zlib';
 
 const require = createRequire(import.meta.url);
-const { FileDescriptorProto, FileDescriptorSet } = require('protobufjs/ext/descriptor');
+const protobuf = require('protobufjs');
+const { FileDescriptorProto } = require('protobufjs/ext/descriptor');
 
 const [binaryPath, outFile] = process.argv.slice(2);
 if (!binaryPath || !outFile) {
@@ -42,5 +44,7 @@ if (found.length !== 1) {
 }
 const [file] = found;
 const services = file.service.map((s) => `${s.name} (${s.method.length} methods)`).join(', ');
-writeFileSync(outFile, FileDescriptorSet.encode({ file: [file] }).finish());
+// Its one import, gogo.proto, only adds Go options: the file stands alone.
+const root = protobuf.Root.fromDescriptor({ file: [file] });
+writeFileSync(outFile, `${JSON.stringify(root.toJSON(), null, 1)}\n`);
 console.error(`cri: ${outFile}: ${WANTED.package} from ${binaryPath}: ${services}`);

@@ -1,7 +1,7 @@
 // Turns the OCI spec the host sent into the spec crun runs in the guest.
 // Pure: everything it needs is passed in, so unit tests cover it directly.
 import { invalidArgument } from './errors.js';
-import type { OciProcess, OciSpec } from './oci-spec.js';
+import type { OciMount, OciProcess, OciSpec } from './oci-spec.js';
 
 export interface GuestSpecInput {
   containerId: string;
@@ -9,6 +9,10 @@ export interface GuestSpecInput {
   rootfsPath: string;
   /** Parent cgroup for containers, in cgroupfs syntax. */
   cgroupParent: string;
+  /** Guest source of each bind mount, by its index in the spec's mounts (resolved and checked). */
+  bindSources?: ReadonlyMap<number, string>;
+  /** Namespaces joined from the pod, by OCI type: the guest path of the pod's namespace. */
+  podNamespacePaths?: Readonly<Record<string, string>>;
 }
 
 export interface GuestSpecResult {
@@ -19,6 +23,11 @@ export interface GuestSpecResult {
 
 /** Mount types that do not name a host path and work the same in the guest. */
 const GUEST_LOCAL_MOUNT_TYPES = new Set(['proc', 'sysfs', 'tmpfs', 'devpts', 'mqueue', 'cgroup', 'cgroup2']);
+
+export const isBindMount = (mount: OciMount) => (mount.type ?? 'bind') === 'bind' || (mount.options ?? []).some((o) => o === 'bind' || o === 'rbind');
+
+/** The file under /proc/<pid>/ns/ of each namespace type a container may join from its pod. */
+export const POD_NAMESPACE_FILES: Readonly<Record<string, string>> = { network: 'net', ipc: 'ipc', uts: 'uts', pid: 'pid' };
 
 export function parseSpec(json: string): OciSpec {
   let value: unknown;
@@ -57,14 +66,18 @@ export function toGuestSpec(host: OciSpec, input: GuestSpecInput): GuestSpecResu
   spec.root = { path: input.rootfsPath, readonly: host.root?.readonly ?? false };
   spec.process = guestProcess(host.process!, adjustments);
 
-  for (const mount of spec.mounts ?? []) {
+  (spec.mounts ?? []).forEach((mount, index) => {
     const type = mount.type ?? 'bind';
-    const isBind = type === 'bind' || (mount.options ?? []).some((o) => o === 'bind' || o === 'rbind');
-    if (isBind || !GUEST_LOCAL_MOUNT_TYPES.has(type))
+    const shared = input.bindSources?.get(index);
+    if (isBindMount(mount) && shared !== undefined) {
+      mount.source = shared;
+      return;
+    }
+    if (isBindMount(mount) || !GUEST_LOCAL_MOUNT_TYPES.has(type))
       throw invalidArgument(
         `mount ${mount.destination} (type ${type}, source ${mount.source ?? '-'}) names a host path; the host must share it into the sandbox first`,
       );
-  }
+  });
 
   if (spec.hooks && Object.keys(spec.hooks).length > 0) {
     adjustments.push('dropped OCI hooks: they run on the host, not in the guest');
@@ -77,9 +90,12 @@ export function toGuestSpec(host: OciSpec, input: GuestSpecInput): GuestSpecResu
     adjustments.push('dropped linux.mountLabel: the guest kernel has no LSM');
     delete linux.mountLabel;
   }
-  // Namespace paths name host namespaces; in the guest each container gets fresh ones.
+  // Namespace paths name host namespaces. A container joins its pod's guest namespace of that
+  // type when the host asked for it; otherwise it gets a fresh guest namespace.
   for (const ns of linux.namespaces ?? []) {
-    if (ns.path) {
+    const podPath = input.podNamespacePaths?.[ns.type];
+    if (podPath) ns.path = podPath;
+    else if (ns.path) {
       adjustments.push(`${ns.type} namespace path ${ns.path} replaced by a new guest namespace`);
       delete ns.path;
     }

@@ -5,8 +5,10 @@ import type { Logger } from '../../common/log.js';
 import type { NativeAddon } from '../../native/native.js';
 import { Container } from './container.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
-import { parseSpec, toGuestSpec } from './guest-spec.js';
+import { parseSpec, POD_NAMESPACE_FILES, toGuestSpec } from './guest-spec.js';
 import { OomWatcher } from './oom-watcher.js';
+import { PodStorage } from './pod-storage.js';
+import type { MountSource } from '../../proto/gen/agent.js';
 
 export interface SandboxPaths {
   crunBinary: string;
@@ -18,7 +20,20 @@ export interface SandboxPaths {
   /** cgroup v2 mount and the parent of every container's cgroup. */
   cgroupRoot: string;
   cgroupParent: string;
+  /** The pod's tmpfs mounts (its /dev/shm, memory-backed volumes). */
+  podTmpfsDir: string;
 }
+
+/** How a container stands in its pod, as the host says. */
+export interface PodPlacement {
+  /** The pod's sandbox container: its new namespaces become the pod's. */
+  podSandbox: boolean;
+  /** Namespace types joined from the pod's sandbox container. */
+  podNamespaces: readonly string[];
+  mountSources: readonly MountSource[];
+}
+
+const STANDALONE: PodPlacement = { podSandbox: false, podNamespaces: [], mountSources: [] };
 
 export const DEFAULT_PATHS: SandboxPaths = {
   crunBinary: '/usr/bin/crun',
@@ -27,6 +42,7 @@ export const DEFAULT_PATHS: SandboxPaths = {
   containersDir: '/run/kata-ts/containers',
   cgroupRoot: '/sys/fs/cgroup',
   cgroupParent: '/kata-ts',
+  podTmpfsDir: '/run/kata-ts/pod/tmpfs',
 };
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -41,7 +57,10 @@ export class Sandbox {
   /** Ids whose create is under way, so a concurrent create of the same id fails. */
   readonly #creating = new Set<string>();
   #destroying = false;
+  /** The pod's sandbox container, whose main process holds the pod's namespaces. */
+  #podSandboxId: string | undefined;
   readonly oom: OomWatcher;
+  readonly #storage: PodStorage;
 
   constructor(
     private readonly paths: SandboxPaths,
@@ -49,6 +68,7 @@ export class Sandbox {
     private readonly log: Logger,
   ) {
     this.oom = new OomWatcher(log);
+    this.#storage = new PodStorage(paths.sharedMount, paths.podTmpfsDir, native, log);
   }
 
   async create(id: string, hostname: string, sharedFsTag: string): Promise<string> {
@@ -80,33 +100,57 @@ export class Sandbox {
     return c;
   }
 
-  async createContainer(id: string, specJson: string, rootfsPath: string): Promise<void> {
+  async createContainer(id: string, specJson: string, rootfsPath: string, placement: PodPlacement = STANDALONE): Promise<void> {
     this.#requireSandbox();
     checkId('container id', id);
     if (this.#containers.has(id) || this.#creating.has(id)) throw alreadyExists(`container ${id}`);
     const normalized = posix.normalize(rootfsPath);
     if (!rootfsPath || normalized.startsWith('..') || posix.isAbsolute(normalized))
       throw invalidArgument(`rootfs_path ${JSON.stringify(rootfsPath)} must be a relative path inside the shared filesystem`);
-    const { spec, adjustments } = toGuestSpec(parseSpec(specJson), {
-      containerId: id,
-      rootfsPath: join(this.paths.sharedMount, normalized),
-      cgroupParent: this.paths.cgroupParent,
-    });
-    for (const a of adjustments) this.log.info(a, { container: id });
+    if (placement.podSandbox && this.#podSandboxId !== undefined) throw alreadyExists(`pod sandbox container ${this.#podSandboxId}`);
     this.#creating.add(id);
-    const container = await Container.create(
-      id,
-      spec,
-      {
-        crun: { binary: this.paths.crunBinary, root: this.paths.crunRoot },
-        bundleDir: join(this.paths.containersDir, id),
-        cgroupDir: join(this.paths.cgroupRoot, this.paths.cgroupParent, id),
-      },
-      this.native,
-      this.log.child({ container: id }),
-    ).finally(() => this.#creating.delete(id));
-    this.#containers.set(id, container);
-    this.log.info('container created', { container: id });
+    try {
+      const host = parseSpec(specJson);
+      const { spec, adjustments } = toGuestSpec(host, {
+        containerId: id,
+        rootfsPath: join(this.paths.sharedMount, normalized),
+        cgroupParent: this.paths.cgroupParent,
+        bindSources: await this.#storage.resolve(host.mounts ?? [], placement.mountSources),
+        podNamespacePaths: this.#podNamespacePaths(placement.podNamespaces),
+      });
+      for (const a of adjustments) this.log.info(a, { container: id });
+      const container = await Container.create(
+        id,
+        spec,
+        {
+          crun: { binary: this.paths.crunBinary, root: this.paths.crunRoot },
+          bundleDir: join(this.paths.containersDir, id),
+          cgroupDir: join(this.paths.cgroupRoot, this.paths.cgroupParent, id),
+        },
+        this.native,
+        this.log.child({ container: id }),
+      );
+      this.#containers.set(id, container);
+      if (placement.podSandbox) this.#podSandboxId = id;
+    } finally {
+      this.#creating.delete(id);
+    }
+    this.log.info('container created', { container: id, podSandbox: placement.podSandbox, joins: placement.podNamespaces });
+  }
+
+  /** The guest paths of the pod's namespaces a container joins: those of its pause process. */
+  #podNamespacePaths(types: readonly string[]): Record<string, string> {
+    if (types.length === 0) return {};
+    const holder = this.#podSandboxId === undefined ? undefined : this.#containers.get(this.#podSandboxId);
+    if (!holder || holder.main.state !== 'running' || holder.main.pid <= 0)
+      throw failedPrecondition(`the pod's sandbox container is not running, so its ${types.join(', ')} namespaces cannot be joined`);
+    const paths: Record<string, string> = {};
+    for (const type of types) {
+      const file = POD_NAMESPACE_FILES[type];
+      if (!file) throw invalidArgument(`namespace ${JSON.stringify(type)} cannot be joined from the pod (only ${Object.keys(POD_NAMESPACE_FILES).join(', ')})`);
+      paths[type] = `/proc/${holder.main.pid}/ns/${file}`;
+    }
+    return paths;
   }
 
   /** Starts the container's main process and watches its cgroup for OOM kills. */
@@ -121,6 +165,7 @@ export class Sandbox {
     this.oom.remove(id);
     await container.remove(force);
     this.#containers.delete(id);
+    if (this.#podSandboxId === id) this.#podSandboxId = undefined;
     this.log.info('container removed', { container: id });
   }
 
@@ -131,6 +176,7 @@ export class Sandbox {
     await Promise.all([...this.#containers.keys()].map((id) => this.removeContainer(id, true).catch(() => undefined)));
     // What containers wrote through the share is on the host before the host may quit the VM.
     this.native.sync();
+    this.#storage.release();
     try {
       this.native.umount(this.paths.sharedMount, 2 /* MNT_DETACH */);
     } catch {

@@ -84,7 +84,7 @@ export function createAgentService(ctx: ServiceContext): AgentServer {
       return empty;
     }),
     createContainer: unary(ctx, 'CreateContainer', async (req) => {
-      await sandbox.createContainer(req.containerId, req.ociSpecJson, req.rootfsPath);
+      await sandbox.createContainer(req.containerId, req.ociSpecJson, req.rootfsPath, req);
       return {};
     }),
     startContainer: unary(ctx, 'StartContainer', async (req) => ({ pid: await sandbox.startContainer(req.containerId) })),

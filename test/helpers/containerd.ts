@@ -3,7 +3,7 @@
 // touch nor depend on a system containerd. stop() leaves no process, mount or file.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +15,11 @@ export const BUSYBOX_IMAGE = 'docker.io/library/kata-ts-busybox:latest';
 export const BUSYBOX_USER_IMAGE = 'docker.io/library/kata-ts-busybox-user:latest';
 export const BUSYBOX_IMAGE_TAR = join(REPO, 'build/busybox-image.tar');
 export const BUSYBOX_USER_IMAGE_TAR = join(REPO, 'build/busybox-image-user.tar');
+export const PAUSE_IMAGE = 'localhost/kata-ts-pause:latest';
+export const PAUSE_IMAGE_TAR = join(REPO, 'build/pause-image.tar');
+/** The CNI bridge a CRI containerd's pods hang on; removed at stop() (the bridge plugin leaves it). */
+export const CNI_BRIDGE = 'ktcri0';
+export const CNI_SUBNET = '10.88.0.0/16';
 
 export interface PrivateContainerdOptions {
   /** Put first on containerd's PATH: `io.containerd.kata-ts.v2` resolves to `containerd-shim-kata-ts-v2` there. */
@@ -23,7 +28,10 @@ export interface PrivateContainerdOptions {
   namespace?: string;
   /** containerd's log level; at debug or trace containerd also passes `-debug` to shims. */
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
-  /** Keep the CRI plugin loaded (off by default: it wants CNI and a pause image). */
+  /**
+   * Keep the CRI plugin loaded (off by default), with a CNI bridge network, the local pause image
+   * as sandbox image and a streaming server on 127.0.0.1. Import PAUSE_IMAGE_TAR into k8s.io.
+   */
   cri?: boolean;
   startTimeoutMs?: number;
 }
@@ -71,6 +79,7 @@ export class PrivateContainerd {
     private child: ChildProcess,
     readonly namespace: string,
     private readonly shimDir: string,
+    private readonly cri: boolean,
   ) {
     this.address = join(dir, 'containerd.sock');
     this.logPath = join(dir, 'containerd.log');
@@ -83,8 +92,9 @@ export class PrivateContainerd {
     const dir = await mkdtemp('/tmp/kctrd-');
     const config = join(dir, 'config.toml');
     await writeFile(config, configToml(dir, opts));
+    if (opts.cri) await writeCniConfig(dir);
     const shimDir = opts.shimDir ?? join(REPO, 'build/bin');
-    const ctrd = new PrivateContainerd(dir, spawnDaemon(dir, shimDir), opts.namespace ?? 'default', shimDir);
+    const ctrd = new PrivateContainerd(dir, spawnDaemon(dir, shimDir), opts.namespace ?? 'default', shimDir, opts.cri ?? false);
     try {
       await ctrd.waitReady(opts.startTimeoutMs ?? 15_000);
     } catch (err) {
@@ -136,8 +146,8 @@ export class PrivateContainerd {
     });
   }
 
-  async importImage(tarPath: string): Promise<void> {
-    const r = await this.ctr(['image', 'import', tarPath]);
+  async importImage(tarPath: string, namespace?: string): Promise<void> {
+    const r = await this.ctr(['image', 'import', tarPath], namespace ? { namespace } : {});
     if (r.code !== 0) throw new Error(`ctr image import ${tarPath}: exit ${r.code}: ${r.stderr}`);
   }
 
@@ -173,6 +183,7 @@ export class PrivateContainerd {
       if (b.socket) rmSync(b.socket, { force: true });
     }
     unmountUnder(this.dir);
+    if (this.cri) removeLink(CNI_BRIDGE);
     rmSync(this.dir, { recursive: true, force: true });
     process.removeListener('exit', this.killOnExit);
   }
@@ -279,13 +290,60 @@ disabled_plugins = [${opts.cri ? '' : '"io.containerd.grpc.v1.cri"'}]
   # containerd puts <opt path>/bin first on its PATH: keep it private so no system-wide shim wins.
   [plugins."io.containerd.internal.v1.opt"]
     path = "${dir}/opt"
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "${PAUSE_IMAGE}"
+    stream_server_address = "127.0.0.1"
+    stream_server_port = "0"
+    # This VM gives root no CAP_SYS_RESOURCE: runc cannot lower an OOM score below containerd's.
+    restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
   # For ctr the PATH lookup is enough; CRI needs the runtime named (RuntimeClass handler "kata-ts").
   # Naming any runtime replaces CRI's default map, so runc (the default handler) is named again.
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      SystemdCgroup = false
+      Root = "${dir}/runc"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata-ts]
     runtime_type = "io.containerd.kata-ts.v2"
+    pod_annotations = ["io.katacontainers.*"]
+    container_annotations = ["io.katacontainers.*"]
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "${dir}/cni/net.d"
+    max_conf_num = 1
 `;
+}
+
+/** A bridge network with host-local addresses; no loopback entry: CRI adds its own. */
+async function writeCniConfig(dir: string): Promise<void> {
+  const conf = {
+    cniVersion: '1.0.0',
+    name: 'kata-ts-test',
+    plugins: [
+      {
+        type: 'bridge',
+        bridge: CNI_BRIDGE,
+        isGateway: true,
+        ipMasq: false,
+        hairpinMode: true,
+        ipam: { type: 'host-local', ranges: [[{ subnet: CNI_SUBNET }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: join(dir, 'cni/ipam') },
+      },
+      { type: 'portmap', capabilities: { portMappings: true } },
+    ],
+  };
+  await mkdir(join(dir, 'cni/net.d'), { recursive: true });
+  await writeFile(join(dir, 'cni/net.d/10-kata-ts-test.conflist'), JSON.stringify(conf, null, 2));
+}
+
+function removeLink(name: string): void {
+  try {
+    execFileSync('ip', ['link', 'del', name], { stdio: 'ignore' });
+  } catch {
+    // not there
+  }
 }
 
 interface Proc {

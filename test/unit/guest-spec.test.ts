@@ -38,6 +38,28 @@ describe('toGuestSpec', () => {
   });
 });
 
+describe('toGuestSpec in a pod', () => {
+  it("binds shared sources and joins the pod's namespaces by type", () => {
+    const host = parseSpec(
+      JSON.stringify({
+        ...defaultSpec({ args: ['sh'] }),
+        mounts: [
+          { destination: '/proc', type: 'proc', source: 'proc' },
+          { destination: '/data', type: 'bind', source: '/srv/data', options: ['rbind', 'ro'] },
+        ],
+        linux: { namespaces: [{ type: 'network', path: '/proc/7/ns/net' }, { type: 'pid' }, { type: 'ipc', path: '/proc/7/ns/ipc' }] },
+      }),
+    );
+    const { spec } = toGuestSpec(host, {
+      ...input,
+      bindSources: new Map([[1, '/run/kata-ts/shared/c1/mounts/1']]),
+      podNamespacePaths: { network: '/proc/99/ns/net', ipc: '/proc/99/ns/ipc' },
+    });
+    expect(spec.mounts?.[1]).toEqual({ destination: '/data', type: 'bind', source: '/run/kata-ts/shared/c1/mounts/1', options: ['rbind', 'ro'] });
+    expect(spec.linux?.namespaces).toEqual([{ type: 'network', path: '/proc/99/ns/net' }, { type: 'pid' }, { type: 'ipc', path: '/proc/99/ns/ipc' }]);
+  });
+});
+
 describe('parseSpec', () => {
   it.each([
     ['not json', /not valid JSON/],

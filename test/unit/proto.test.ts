@@ -3,7 +3,17 @@ import { ContainerStats, CreateContainerRequest, OutputChunk, WaitProcessRespons
 
 describe('agent proto messages', () => {
   it('round-trip through the wire format', () => {
-    const req = { containerId: 'c1', ociSpecJson: '{"ociVersion":"1.0.2"}', rootfsPath: 'c1/rootfs' };
+    const req = {
+      containerId: 'c1',
+      ociSpecJson: '{"ociVersion":"1.0.2"}',
+      rootfsPath: 'c1/rootfs',
+      podSandbox: false,
+      podNamespaces: ['network', 'pid'],
+      mountSources: [
+        { index: 3, source: { $case: 'sharedPath' as const, value: 'c1/mounts/3' } },
+        { index: 5, source: { $case: 'podTmpfs' as const, value: { name: 'shm', sizeBytes: 67_108_864 } } },
+      ],
+    };
     expect(CreateContainerRequest.decode(CreateContainerRequest.encode(req).finish())).toEqual(req);
     const exit = { exitStatus: 137, exitedAtMs: 1_764_000_000_123 };
     expect(WaitProcessResponse.decode(WaitProcessResponse.encode(exit).finish())).toEqual(exit);

@@ -101,7 +101,7 @@ function setup(prepared?: PreparedSandbox) {
   });
   const bundle = mkdtempSync(join(tmpdir(), 'kata-ts-bundle-'));
   bundles.push(bundle);
-  writeFileSync(join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', process: { args: ['sh'], cwd: '/', user: { uid: 0, gid: 0 } }, root: { path: 'rootfs' } }));
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', process: { args: ['sh'], cwd: '/', user: { uid: 0, gid: 0 } }, root: { path: 'rootfs' }, linux: { namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'network' }] } }));
   const create = (id: string) => service.create(v2.CreateTaskRequest.create({ id, bundle }));
   return { service, events, procs, removed, agentCalls, create, booted, bundle, sandboxStops, shutdowns: () => shutdowns };
 }

@@ -10,7 +10,8 @@ import { applyAnnotations, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
 import { sandboxNameOnHost } from './ids.js';
 import { defaultShimSettings, SHIPPED_CONFIG_PATH } from './shim-settings.js';
 import type { OciSpecLike } from './task-service.js';
-import { sizeVm } from './vm-sizing.js';
+import { podSandboxResources, sizeVm } from './vm-sizing.js';
+import { containerKind } from './annotations.js';
 
 export interface SandboxRequest {
   namespace: string;
@@ -30,7 +31,9 @@ export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logg
   log.info('configuration', { source: config.source });
   await ensureRunRoot(settings);
   await recordRunRoot(req.bundle, settings.runRoot);
-  const size = sizeVm({ cpus: settings.cpus, memoryMiB: settings.memoryMiB }, req.spec.linux?.resources as never);
+  // A pod's VM holds all its containers: sized by the pod's limits, not its pause container's.
+  const resources = containerKind(req.spec.annotations) === 'sandbox' ? podSandboxResources(req.spec.annotations) : req.spec.linux?.resources;
+  const size = sizeVm({ cpus: settings.cpus, memoryMiB: settings.memoryMiB }, resources as never);
   const name = sandboxNameOnHost(req.namespace, req.sandboxId);
   return Sandbox.start(req.sandboxId, { ...settings, ...size }, log.child({ sandbox: req.sandboxId }), { name, ...(onLaunched ? { onLaunched } : {}) });
 }

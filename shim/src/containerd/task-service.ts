@@ -6,8 +6,10 @@ import { isAbsolute, join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
 import { containerd, google } from '../../../proto/gen/containerd/containerd.js';
 import { ConfigError } from './config.js';
+import { SizeAnnotationError } from './vm-sizing.js';
 import { SHIM_VERSION } from './version.js';
-import { AgentCallError, SandboxDeadError } from '../sandbox/errors.js';
+import { AgentCallError, SandboxDeadError, SpecError } from '../sandbox/errors.js';
+import { refuseHostNamespaces, type PodRole, type SpecLike } from '../sandbox/pod-placement.js';
 import type { ProcessHandle } from '../sandbox/process-handle.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxRequest } from './sandbox-boot.js';
@@ -60,21 +62,24 @@ export interface PreparedSandbox {
   sandbox: Promise<Sandbox>;
 }
 
-export interface OciSpecLike {
+export interface OciSpecLike extends SpecLike {
   root?: { path?: string };
   annotations?: Record<string, string>;
-  linux?: { resources?: Record<string, unknown> };
+  linux?: { resources?: Record<string, unknown>; namespaces?: { type: string; path?: string }[] };
   [key: string]: unknown;
 }
 
 const sleepingExit = (signal: number): ExitRecord => ({ status: 128 + signal, at: new Date() });
 
+const POD_ROLES: Record<ReturnType<typeof containerKind>, PodRole> = { sandbox: 'pod-sandbox', 'pod-container': 'pod-member', single: 'standalone' };
+
 /** Turns a sandbox failure into the ttrpc error containerd acts on; task-methods.ts applies it to every rpc. */
 export function toTtrpcError(err: unknown): TtrpcError {
   if (err instanceof TtrpcError) return err;
-  if (err instanceof ConfigError) return new TtrpcError(Code.INVALID_ARGUMENT, err.message);
+  if (err instanceof ConfigError || err instanceof SizeAnnotationError) return new TtrpcError(Code.INVALID_ARGUMENT, err.message);
   if (err instanceof AgentCallError) return new TtrpcError(err.code as number as Code, err.message);
   if (err instanceof SandboxDeadError) return new TtrpcError(Code.UNAVAILABLE, err.message);
+  if (err instanceof SpecError) return new TtrpcError(err.unsupported ? Code.FAILED_PRECONDITION : Code.INVALID_ARGUMENT, err.message);
   return new TtrpcError(Code.UNKNOWN, (err as Error)?.message ?? String(err));
 }
 
@@ -161,6 +166,8 @@ export class TaskService {
     } catch (err) {
       throw new TtrpcError(Code.INVALID_ARGUMENT, `cannot read the OCI spec of ${req.id}: ${(err as Error).message}`);
     }
+    // Before anything boots or mounts: what no VM can give fails at once.
+    refuseHostNamespaces(spec);
     const rootPath = spec.root?.path ?? 'rootfs';
     const rootfs = isAbsolute(rootPath) ? rootPath : join(req.bundle, rootPath);
     const log = this.deps.log.child({ id: req.id });
@@ -170,7 +177,7 @@ export class TaskService {
       stdio = await this.#openStdio(req, req.id, log);
       const sandbox = await this.#sandboxFor(req.id, req.bundle, spec, runtimeConfigPath(req.options));
       await recordRunRoot(req.bundle, sandbox.runRoot);
-      await sandbox.createContainer(req.id, { spec, rootfs });
+      await sandbox.createContainer(req.id, { spec, rootfs, role: POD_ROLES[containerKind(spec.annotations)] });
       const task: Task = {
         id: req.id,
         bundle: req.bundle,

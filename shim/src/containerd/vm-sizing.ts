@@ -6,7 +6,7 @@ export interface VmSize {
   memoryMiB: number;
 }
 
-interface LinuxResources {
+export interface LinuxResources {
   memory?: { limit?: number };
   cpu?: { quota?: number; period?: number };
 }
@@ -20,4 +20,39 @@ export function sizeVm(defaults: VmSize, resources: LinuxResources | undefined):
   // The memfd backing guest RAM must be a whole number of MiB; keep it a multiple of 2 for hotplug alignment.
   const memoryMiB = Math.ceil((defaults.memoryMiB + extraMiB) / 2) * 2;
   return { cpus: defaults.cpus + extraCpus, memoryMiB };
+}
+
+/** containerd's CRI puts a pod's own limits only in these annotations of its sandbox's spec. */
+export const POD_SIZE_ANNOTATIONS = {
+  cpuQuota: 'io.kubernetes.cri.sandbox-cpu-quota',
+  cpuPeriod: 'io.kubernetes.cri.sandbox-cpu-period',
+  memory: 'io.kubernetes.cri.sandbox-memory',
+} as const;
+
+export class SizeAnnotationError extends Error {
+  constructor(
+    readonly annotation: string,
+    value: string,
+  ) {
+    super(`annotation ${annotation}: ${JSON.stringify(value)} is not a whole number of at least 0`);
+    this.name = 'SizeAnnotationError';
+  }
+}
+
+/** A pod sandbox's limits (the sum of its containers', as kubelet computes them) from its annotations. */
+export function podSandboxResources(annotations: Record<string, string> | undefined): LinuxResources {
+  const read = (name: string): number | undefined => {
+    const raw = annotations?.[name];
+    if (raw === undefined || raw === '') return undefined;
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < 0) throw new SizeAnnotationError(name, raw);
+    return n;
+  };
+  const quota = read(POD_SIZE_ANNOTATIONS.cpuQuota);
+  const period = read(POD_SIZE_ANNOTATIONS.cpuPeriod);
+  const memory = read(POD_SIZE_ANNOTATIONS.memory);
+  return {
+    ...(memory !== undefined ? { memory: { limit: memory } } : {}),
+    ...(quota !== undefined && period !== undefined ? { cpu: { quota, period } } : {}),
+  };
 }

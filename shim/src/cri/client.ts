@@ -4,12 +4,12 @@
 // walk-through without crictl; messages are plain objects with camelCase
 // field names, 64-bit numbers as numbers and enums by name.
 import { credentials, loadPackageDefinition, Metadata, type Client, type GrpcObject, type ServiceError } from '@grpc/grpc-js';
-import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
+import { fromJSON } from '@grpc/proto-loader';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const DESCRIPTOR_FILE = 'proto/gen/cri/runtime-v1.desc';
+const DESCRIPTOR_FILE = 'proto/gen/cri/runtime-v1.json';
 
 export class CriError extends Error {
   constructor(
@@ -86,7 +86,7 @@ export class CriClient {
     socketPath: string,
     private readonly timeoutMs: number,
   ) {
-    const definition = loadFileDescriptorSetFromBuffer(readFileSync(descriptorPath()), {
+    const definition = fromJSON(JSON.parse(readFileSync(descriptorPath(), 'utf8')) as Parameters<typeof fromJSON>[0], {
       longs: Number,
       enums: String,
       defaults: true,

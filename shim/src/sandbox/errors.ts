@@ -42,3 +42,17 @@ export class BootTimeoutError extends Error {
     this.name = 'BootTimeoutError';
   }
 }
+
+/**
+ * A container spec the sandbox cannot run as asked: a bind source that does not exist, or what a
+ * VM cannot give (the host's own namespaces). `unsupported` tells the two apart for the wire code.
+ */
+export class SpecError extends Error {
+  constructor(
+    message: string,
+    readonly unsupported = false,
+  ) {
+    super(message);
+    this.name = 'SpecError';
+  }
+}

@@ -1,7 +1,7 @@
 // A sandbox seen from the host: one VM with its agent, holding containers.
 // Knows nothing of containerd; the shim and the demo build on it.
 import { randomInt } from 'node:crypto';
-import { readFile, stat, mkdir, rmdir } from 'node:fs/promises';
+import { readFile, readdir, stat, mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type net from 'node:net';
 import type { Logger } from '../../../common/log.js';
@@ -11,7 +11,8 @@ import { FAST_BOOT_CMDLINE, ROOTFS_CMDLINE } from '../hypervisor/qemu-args.js';
 import { QemuVm } from '../hypervisor/vm.js';
 import type { AgentChannel, VmDescription } from '../hypervisor/vm-description.js';
 import type { AgentClient } from './agent-client.js';
-import { bindMount, makeSharedMountPoint, unmountAndRemove } from './host-mounts.js';
+import { bindMount, inspectSource, makeSharedMountPoint, shareSource, unmountAndRemove, unshareSource } from './host-mounts.js';
+import { planMounts, podNamespacesToJoin, refuseHostNamespaces, type PodRole, type SpecLike } from './pod-placement.js';
 import { ProcessHandle } from './process-handle.js';
 import { sandboxDirs } from './sandbox-dirs.js';
 import type { SandboxSettings } from './settings.js';
@@ -37,6 +38,8 @@ export interface ContainerOptions {
   spec: Record<string, unknown>;
   /** Host directory holding the container's root filesystem. */
   rootfs: string;
+  /** Its place in a pod; standalone when not given. */
+  role?: PodRole;
 }
 
 export interface StartOptions {
@@ -174,15 +177,36 @@ export class Sandbox {
     return join(this.sharedDir, containerId, 'rootfs');
   }
 
-  /** Shares the rootfs into the VM and creates the container (not started) in the guest. */
+  /** Where a bind mount's source is shared, relative to the share's root. */
+  static #mountShare(containerId: string, index: number): string {
+    return `${containerId}/mounts/${index}`;
+  }
+
+  /**
+   * Shares the rootfs and every bind-mount source into the VM and creates the container (not
+   * started) in the guest, joined to its pod's namespaces as its spec asks.
+   */
   async createContainer(containerId: string, o: ContainerOptions): Promise<void> {
-    const target = this.#rootfsTarget(containerId);
-    await bindMount(this.native, o.rootfs, target);
+    const spec = o.spec as SpecLike;
+    const role = o.role ?? 'standalone';
+    refuseHostNamespaces(spec);
+    const plan = planMounts(spec.mounts ?? [], inspectSource);
+    await bindMount(this.native, o.rootfs, this.#rootfsTarget(containerId));
     try {
+      for (const m of plan) if (m.kind === 'share') await shareSource(this.native, m.source, join(this.sharedDir, Sandbox.#mountShare(containerId, m.index)), m);
       await this.agent.call('createContainer', {
         containerId,
         ociSpecJson: JSON.stringify(o.spec),
         rootfsPath: `${containerId}/rootfs`,
+        podSandbox: role === 'pod-sandbox',
+        podNamespaces: podNamespacesToJoin(spec, role),
+        mountSources: plan.map((m) => ({
+          index: m.index,
+          source:
+            m.kind === 'share'
+              ? { $case: 'sharedPath' as const, value: Sandbox.#mountShare(containerId, m.index) }
+              : { $case: 'podTmpfs' as const, value: { name: m.name, sizeBytes: m.sizeBytes } },
+        })),
       });
       this.#containers.add(containerId);
     } catch (err) {
@@ -192,6 +216,9 @@ export class Sandbox {
   }
 
   async #unshare(containerId: string): Promise<void> {
+    const mountsDir = join(this.sharedDir, containerId, 'mounts');
+    for (const entry of await readdir(mountsDir).catch(() => [])) await unshareSource(this.native, join(mountsDir, entry));
+    await rmdir(mountsDir).catch(() => undefined);
     await unmountAndRemove(this.native, this.#rootfsTarget(containerId));
     await rmdir(join(this.sharedDir, containerId)).catch(() => undefined);
   }
