@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CriClient, type ContainerConfig, type PodSandboxConfig } from '../../shim/src/cri/client.js';
 import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PAUSE_IMAGE_TAR, PrivateContainerd } from '../helpers/containerd.js';
 import { eventually, leftovers } from '../helpers/host-state.js';
@@ -78,6 +78,15 @@ class PodFixture {
   }
 }
 
+/** Runs the pod, hands it to fn, and removes it and its folder whatever happened. */
+async function withPod(pod: PodFixture, fn: (pod: PodFixture) => Promise<void>): Promise<void> {
+  try {
+    await fn(await pod.run());
+  } finally {
+    await pod.remove();
+  }
+}
+
 /** The CRI log format: `<RFC3339Nano> <stream> <P|F> <text>`, one line each. */
 function parseCriLog(text: string): { stream: string; text: string }[] {
   return text
@@ -110,8 +119,7 @@ describe('CRI pods', () => {
 
   describe.each(['runc', 'kata-ts'])('with the %s handler', (handler) => {
     it('runs a pod whose containers share /dev/shm, IPC, UTS and the network, with the pod’s hostname, hosts, DNS and sysctls', async () => {
-      const pod = await new PodFixture(cri, handler).run();
-      try {
+      await withPod(new PodFixture(cri, handler), async (pod) => {
         const a = await pod.container('a', ['sleep', '600']);
         const b = await pod.container('b', ['sleep', '600']);
         expect((await pod.sh(a, 'echo from-a > /dev/shm/note; touch /dev/mqueue/from-a; echo ok')).out).toBe('ok\n');
@@ -133,17 +141,125 @@ describe('CRI pods', () => {
         expect((await pod.sh(a, 'echo out; echo err >&2; exit 3')).code).toBe(3);
         const r = await pod.sh(a, 'echo out; echo err >&2; exit 3');
         expect([r.out, r.err]).toEqual(['out\n', 'err\n']);
-      } finally {
-        await pod.remove();
-      }
+      });
+    });
+
+    it('shares the PID namespace when the pod asks: the pause process is PID 1 and each container sees the other', async () => {
+      await withPod(new PodFixture(cri, handler, {}, true), async (pod) => {
+        const a = await pod.container('a', ['sleep', '601']);
+        const b = await pod.container('b', ['sleep', '602']);
+        expect((await pod.sh(b, 'cat /proc/1/comm')).out).toBe('pause\n');
+        const seen = (await pod.sh(a, 'ps -o args=')).out;
+        expect(seen).toContain('sleep 601');
+        expect(seen).toContain('sleep 602');
+      });
+    });
+
+    it('mounts hostPath, emptyDir and configMap-style volumes: rw, ro, single files, shared, and updated in place', async () => {
+      await withPod(new PodFixture(cri, handler), async (pod) => {
+        const vol = (name: string) => join(pod.dir, 'volumes', name);
+        for (const d of ['rw', 'ro', 'kubernetes.io~empty-dir/scratch', 'kubernetes.io~empty-dir/mem', 'config/..2026_01']) mkdirSync(vol(d), { recursive: true });
+        writeFileSync(join(vol('ro'), 'motd'), 'read me\n');
+        writeFileSync(join(vol('config/..2026_01'), 'greeting'), 'hello v1\n');
+        symlinkSync('..2026_01', vol('config/..data'));
+        symlinkSync('..data/greeting', vol('config/greeting'));
+        writeFileSync(vol('app.conf'), 'key=value\n');
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', vol('kubernetes.io~empty-dir/mem')]);
+        const mounts: ContainerConfig['mounts'] = [
+          { containerPath: '/rw', hostPath: vol('rw') },
+          { containerPath: '/ro', hostPath: vol('ro'), readonly: true },
+          { containerPath: '/etc/app.conf', hostPath: vol('app.conf'), readonly: true },
+          { containerPath: '/scratch', hostPath: vol('kubernetes.io~empty-dir/scratch') },
+          { containerPath: '/mem', hostPath: vol('kubernetes.io~empty-dir/mem') },
+          { containerPath: '/config', hostPath: vol('config'), readonly: true },
+        ];
+        const a = await pod.container('a', ['sleep', '600'], { mounts });
+        const b = await pod.container('b', ['sleep', '600'], { mounts });
+
+        expect((await pod.sh(a, 'echo written-in-a > /rw/out && cat /ro/motd /etc/app.conf /config/greeting')).out).toBe('read me\nkey=value\nhello v1\n');
+        expect(readFileSync(join(vol('rw'), 'out'), 'utf8')).toBe('written-in-a\n');
+        const refused = await pod.sh(a, 'echo x > /ro/new; echo x >> /etc/app.conf');
+        expect(refused.code).not.toBe(0);
+        expect(refused.err).toMatch(/Read-only file system/);
+        // emptyDir on disk and in memory: one volume for both containers, the memory one sized as on the host.
+        await pod.sh(a, 'echo disk > /scratch/f; echo memory > /mem/f');
+        expect((await pod.sh(b, 'cat /scratch/f /mem/f')).out).toBe('disk\nmemory\n');
+        expect((await pod.sh(b, "df -k /mem | awk 'NR==2{print $2}'")).out.trim()).toBe('8192');
+
+        // kubelet updates a configMap by swapping the ..data symlink atomically.
+        mkdirSync(vol('config/..2026_02'));
+        writeFileSync(join(vol('config/..2026_02'), 'greeting'), 'hello v2\n');
+        symlinkSync('..2026_02', vol('config/..data_tmp'));
+        renameSync(vol('config/..data_tmp'), vol('config/..data'));
+        const updatedAt = Date.now();
+        await eventually(async () => (await pod.sh(b, 'cat /config/greeting')).out === 'hello v2\n', 10_000);
+        expect(Date.now() - updatedAt).toBeLessThan(2_000 + 1_000); // within 2 s, plus one exec's round trip
+      });
+    });
+
+    it('keeps stdout and stderr apart and byte-exact in the CRI log, and reports stats', async () => {
+      await withPod(new PodFixture(cri, handler), async (pod) => {
+        // The process stays: with runc, containerd 1.6 can drop the tail of what a process wrote just before it exited.
+        await pod.container('logger', ['sh', '-c', 'echo line1; echo err1 >&2; seq 1 20000; echo last; sleep 600']);
+        const log = join(pod.config.logDirectory!, 'logger.log');
+        await eventually(() => readFileSync(log, 'utf8').includes('stdout F last'), 10_000);
+        const entries = parseCriLog(readFileSync(log, 'utf8'));
+        const stdout = entries.filter((e) => e.stream === 'stdout').map((e) => e.text);
+        expect(stdout).toEqual(['line1', ...Array.from({ length: 20000 }, (_, i) => String(i + 1)), 'last']);
+        expect(entries.filter((e) => e.stream === 'stderr').map((e) => e.text)).toEqual(['err1']);
+
+        const running = await pod.container('busy', ['sh', '-c', 'x=0; while [ $x -lt 3000 ]; do x=$((x+1)); done; sleep 600']);
+        const stats = (await cri.listContainerStats(pod.id)) as { attributes: { id: string }; cpu: { usageCoreNanoSeconds: { value: number } }; memory: { workingSetBytes: { value: number } } }[];
+        const mine = stats.find((st) => st.attributes.id === running);
+        expect(mine?.cpu.usageCoreNanoSeconds.value).toBeGreaterThan(0);
+        expect(mine?.memory.workingSetBytes.value).toBeGreaterThan(0);
+      });
+    });
+
+    it('applies a new memory limit to the running container, stops with a grace period, and restarts a container in the pod', async () => {
+      await withPod(new PodFixture(cri, handler), async (pod) => {
+        const polite = await pod.container('polite', ['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 0.1; done']);
+        const stubborn = await pod.container('stubborn', ['sh', '-c', 'trap "" TERM; while true; do sleep 0.1; done']);
+        await cri.updateContainerResources(polite, { memoryLimitInBytes: 200 * 1024 * 1024 });
+        const limit = await pod.sh(
+          polite,
+          'if [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]; then cat /sys/fs/cgroup/memory/memory.limit_in_bytes; ' +
+            'else p=$(grep "^0::" /proc/self/cgroup | cut -d: -f3); cat "/sys/fs/cgroup${p%/}/memory.max" 2>/dev/null || cat /sys/fs/cgroup/memory.max; fi',
+        );
+        expect(limit.out.trim()).toBe(String(200 * 1024 * 1024));
+
+        let t = Date.now();
+        await cri.stopContainer(polite, 10);
+        expect(Date.now() - t).toBeLessThan(5_000);
+        expect((await cri.containerStatus(polite)).status).toMatchObject({ state: 'CONTAINER_EXITED', exitCode: 0 });
+        t = Date.now();
+        await cri.stopContainer(stubborn, 2);
+        expect(Date.now() - t).toBeGreaterThanOrEqual(2_000);
+        expect((await cri.containerStatus(stubborn)).status).toMatchObject({ state: 'CONTAINER_EXITED', exitCode: 137 });
+
+        // kubelet restarts a container as a new one with the next attempt, in the running pod.
+        await cri.removeContainer(polite);
+        await cri.removeContainer(stubborn);
+        const again = await pod.container('polite', ['sleep', '600'], { metadata: { name: 'polite', attempt: 1 } });
+        expect((await pod.sh(again, 'echo back')).out).toBe('back\n');
+      });
     });
   });
 
-  afterAll(async () => {
+  it('refuses a kata-ts pod on the host network, saying a VM cannot share it', async () => {
+    const pod = new PodFixture(cri, 'kata-ts');
+    const linux = pod.config.linux as { securityContext: { namespaceOptions: Record<string, string> } };
+    linux.securityContext.namespaceOptions.network = 'NODE';
+    try {
+      await expect(pod.run()).rejects.toThrow(/host's network namespace.*cannot share/);
+    } finally {
+      await pod.remove();
+    }
+  });
+
+  afterEach(async () => {
+    // Whatever a test did, nothing of its pods is left: no VM, virtiofsd, shim, mount or run folder.
     await eventually(() => leftovers().length === 0, 20_000).catch(() => undefined);
     expect(leftovers()).toEqual([]);
   });
 });
-
-// Kept for the volume tests below.
-export { readFileSync, renameSync, symlinkSync, writeFileSync, parseCriLog };

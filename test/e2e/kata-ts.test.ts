@@ -254,6 +254,32 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
     expect(results.map((r) => r.code)).toEqual([0, 0, 0]);
   });
 
+  it('binds host folders and files with ctr run --mount, read-only when asked, and names a missing source', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kata-ts-bind-'));
+    try {
+      writeFileSync(join(dir, 'f'), 'from the host\n');
+      const ro = await run(['--mount', `type=bind,src=${dir},dst=/data,options=rbind:ro`, BUSYBOX_IMAGE, newId(), 'sh', '-c', 'cat /data/f; echo x > /data/g']);
+      expect(ro.stdout.toString()).toBe('from the host\n');
+      expect(ro.stderr).toMatch(/Read-only file system/);
+      expect(ro.code).not.toBe(0);
+      const rw = await run(['--mount', `type=bind,src=${dir},dst=/data,options=rbind:rw`, '--mount', `type=bind,src=${join(dir, 'f')},dst=/etc/f,options=rbind:ro`, BUSYBOX_IMAGE, newId(), 'sh', '-c', 'cat /etc/f; echo written > /data/g']);
+      expect(rw.stdout.toString()).toBe('from the host\n');
+      expect(rw.code).toBe(0);
+      expect(readFileSync(join(dir, 'g'), 'utf8')).toBe('written\n');
+      const missing = await run(['--mount', 'type=bind,src=/no/such/dir,dst=/data,options=rbind:ro', BUSYBOX_IMAGE, newId(), 'true']);
+      expect(missing.code).not.toBe(0);
+      expect(missing.stderr).toMatch(/mount \/data: bind source \/no\/such\/dir does not exist/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses --net-host: a VM cannot share the host network namespace', async () => {
+    const r = await run(['--net-host', BUSYBOX_IMAGE, newId(), 'true']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/host's network namespace.*cannot share/);
+  });
+
   it('puts two containers of one CRI pod in one shim and one VM', async () => {
     const pod = newId();
     const child = newId();
