@@ -17,7 +17,8 @@ ROOTFS := $(BUILD)/rootfs.img
 AGENT_BUNDLE := $(BUILD)/agent/agent.cjs
 SHIM_SRC := $(shell find shim/src common native -name '*.ts' 2>/dev/null)
 SHIM_DIR := $(BUILD)/shim
-RUNTIME_SHIM := $(SHIM_DIR)/shim.cjs $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs $(SHIM_DIR)/kata_ts_native.node
+RUNTIME_SHIM := $(SHIM_DIR)/shim.cjs $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs $(SHIM_DIR)/kata_ts_native.node \
+	$(SHIM_DIR)/kata-ts.cjs $(SHIM_DIR)/cri-runtime-v1.json
 # make install: one self-contained runtime folder, and its commands on PATH.
 PREFIX ?= /opt/kata-ts
 BINDIR ?= /usr/local/bin
@@ -39,6 +40,7 @@ test: deps images build lint typecheck unit integration e2e
 bench: deps images build
 	node dist/bench/sandbox-boot.js
 	node dist/bench/shim-vs-runc.js
+	node dist/bench/cri-pods.js
 
 deps: apt npm native proto
 
@@ -73,7 +75,7 @@ $(CRI_SCHEMA): proto/extract-cri.mjs node_modules/.package-lock.json | $(BUILD)/
 	@mkdir -p $(dir $@)
 	node proto/extract-cri.mjs $$(command -v containerd) $@
 
-build: proto $(BUILD)/bin/containerd-shim-kata-ts-v2 $(RUNTIME_SHIM) $(BUILD)/configuration.toml
+build: proto $(BUILD)/bin/containerd-shim-kata-ts-v2 $(BUILD)/bin/kata-ts $(RUNTIME_SHIM) $(BUILD)/configuration.toml
 	npx tsc -p tsconfig.build.json
 	@# tsc emits only what it compiles; the protobufjs module is generated JavaScript.
 	mkdir -p dist/proto/gen/containerd && cp proto/gen/containerd/containerd.js dist/proto/gen/containerd/
@@ -86,6 +88,10 @@ shim_wrapper = sed -e 's|@SHIM_JS@|$(1)/shim/containerd-shim-kata-ts-v2.cjs|' -e
 $(BUILD)/bin/containerd-shim-kata-ts-v2: shim/bin/containerd-shim-kata-ts-v2.sh Makefile
 	@mkdir -p $(dir $@)
 	$(call shim_wrapper,$(CURDIR)/$(BUILD),$@)
+kata_ts_wrapper = sed -e 's|@KATA_TS_JS@|$(1)/shim/kata-ts.cjs|' -e "s|@NODE@|$$(command -v node)|" shim/bin/kata-ts.sh > $(2) && chmod 0755 $(2)
+$(BUILD)/bin/kata-ts: shim/bin/kata-ts.sh Makefile
+	@mkdir -p $(dir $@)
+	$(call kata_ts_wrapper,$(CURDIR)/$(BUILD),$@)
 $(BUILD)/configuration.toml: shim/configuration.toml
 	cp $< $@
 $(SHIM_DIR)/kata_ts_native.node: $(ADDON)
@@ -98,26 +104,39 @@ $(SHIM_DIR)/shim.cjs: $(SHIM_SRC) proto/gen/agent.ts proto/gen/containerd/contai
 	@mkdir -p $(dir $@)
 	npx esbuild shim/src/cli/containerd-shim-kata-ts-v2.ts --bundle --platform=node --target=node20 --format=cjs \
 		--log-level=warning --log-override:empty-import-meta=silent --outfile=$@
+# The operator's command, bundled the same way; the CRI schema its cri subcommand loads sits beside it.
+# ws's optional native helpers are not used.
+$(SHIM_DIR)/kata-ts.cjs: $(SHIM_SRC) $(CRI_SCHEMA) node_modules/.package-lock.json
+	@mkdir -p $(dir $@)
+	npx esbuild shim/src/cli/kata-ts.ts --bundle --platform=node --target=node20 --format=cjs --log-level=warning \
+		--log-override:empty-import-meta=silent --external:bufferutil --external:utf-8-validate --outfile=$@
+$(SHIM_DIR)/cri-runtime-v1.json: $(CRI_SCHEMA)
+	@mkdir -p $(dir $@)
+	cp $< $@
 $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs: shim/loader/containerd-shim-kata-ts-v2.cjs
 	@mkdir -p $(dir $@)
 	cp $< $@
 
-## install: the runtime under PREFIX (/opt/kata-ts), and containerd-shim-kata-ts-v2 on PATH
+## install: the runtime under PREFIX (/opt/kata-ts), and containerd-shim-kata-ts-v2 and kata-ts on PATH
 ## (BINDIR, /usr/local/bin) from there; the installed runtime needs nothing from this checkout
 install: build kernel rootfs
 	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/shim $(DESTDIR)$(BINDIR)
-	install -m 0644 $(SHIM_DIR)/shim.cjs $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs $(DESTDIR)$(PREFIX)/shim/
+	install -m 0644 $(SHIM_DIR)/shim.cjs $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs $(SHIM_DIR)/kata-ts.cjs $(SHIM_DIR)/cri-runtime-v1.json \
+		$(DESTDIR)$(PREFIX)/shim/
 	install -m 0755 $(SHIM_DIR)/kata_ts_native.node $(DESTDIR)$(PREFIX)/shim/
 	install -m 0644 $(KERNEL) $(BUILD)/vmlinux.config $(ROOTFS) shim/configuration.toml $(DESTDIR)$(PREFIX)/
 	$(call shim_wrapper,$(PREFIX),$(DESTDIR)$(PREFIX)/bin/containerd-shim-kata-ts-v2)
+	$(call kata_ts_wrapper,$(PREFIX),$(DESTDIR)$(PREFIX)/bin/kata-ts)
 	ln -sfn $(PREFIX)/bin/containerd-shim-kata-ts-v2 $(DESTDIR)$(BINDIR)/containerd-shim-kata-ts-v2
+	ln -sfn $(PREFIX)/bin/kata-ts $(DESTDIR)$(BINDIR)/kata-ts
 
 ## uninstall: remove what make install put there (an /etc/kata-ts configuration is the host's and stays)
 uninstall:
-	if [ "$$(readlink $(DESTDIR)$(BINDIR)/containerd-shim-kata-ts-v2)" = $(PREFIX)/bin/containerd-shim-kata-ts-v2 ]; then \
-		rm -f $(DESTDIR)$(BINDIR)/containerd-shim-kata-ts-v2; fi
+	for cmd in containerd-shim-kata-ts-v2 kata-ts; do \
+		if [ "$$(readlink $(DESTDIR)$(BINDIR)/$$cmd)" = $(PREFIX)/bin/$$cmd ]; then rm -f $(DESTDIR)$(BINDIR)/$$cmd; fi; \
+	done
 	rm -rf $(DESTDIR)$(PREFIX)/shim
-	rm -f $(DESTDIR)$(PREFIX)/bin/containerd-shim-kata-ts-v2 \
+	rm -f $(DESTDIR)$(PREFIX)/bin/containerd-shim-kata-ts-v2 $(DESTDIR)$(PREFIX)/bin/kata-ts \
 		$(addprefix $(DESTDIR)$(PREFIX)/,vmlinux vmlinux.config rootfs.img configuration.toml)
 	rmdir --ignore-fail-on-non-empty $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX) 2>/dev/null || true
 

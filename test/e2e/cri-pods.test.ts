@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, 
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CriClient, type ContainerConfig, type PodSandboxConfig } from '../../shim/src/cri/client.js';
+import { runStream } from '../../shim/src/cri/stream.js';
 import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PAUSE_IMAGE_TAR, PrivateContainerd } from '../helpers/containerd.js';
 import { eventually, leftovers } from '../helpers/host-state.js';
 
@@ -194,6 +195,22 @@ describe('CRI pods', () => {
         const updatedAt = Date.now();
         await eventually(async () => (await pod.sh(b, 'cat /config/greeting')).out === 'hello v2\n', 10_000);
         expect(Date.now() - updatedAt).toBeLessThan(2_000 + 1_000); // within 2 s, plus one exec's round trip
+      });
+    });
+
+    it('streams an exec with stdin, and attaches to a container that reads its stdin', async () => {
+      await withPod(new PodFixture(cri, handler), async (pod) => {
+        const a = await pod.container('a', ['sleep', '600']);
+        const url = await cri.exec({ containerId: a, cmd: ['sh', '-c', 'read line; echo "got:$line"; echo to-stderr >&2; exit 4'], stdin: true });
+        expect(await runStream(url, { stdin: 'hello\n', timeoutMs: 60_000 })).toEqual({
+          stdout: Buffer.from('got:hello\n'),
+          stderr: Buffer.from('to-stderr\n'),
+          exitCode: 4,
+        });
+        const reader = await pod.container('reader', ['sh', '-c', 'read line; echo "attached:$line"'], { stdin: true, stdinOnce: true });
+        const attached = await runStream(await cri.attach({ containerId: reader, stdin: true }), { stdin: 'hi\n', timeoutMs: 60_000 });
+        expect(attached.stdout.toString()).toBe('attached:hi\n');
+        await eventually(async () => (await cri.containerStatus(reader)).status.state === 'CONTAINER_EXITED', 30_000);
       });
     });
 

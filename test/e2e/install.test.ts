@@ -35,9 +35,12 @@ describe('make install', () => {
     expect(filesUnder(prefix).sort()).toEqual(
       [
         'bin/containerd-shim-kata-ts-v2',
+        'bin/kata-ts',
         'configuration.toml',
         'rootfs.img',
         'shim/containerd-shim-kata-ts-v2.cjs',
+        'shim/cri-runtime-v1.json',
+        'shim/kata-ts.cjs',
         'shim/kata_ts_native.node',
         'shim/shim.cjs',
         'vmlinux',
@@ -47,7 +50,9 @@ describe('make install', () => {
     const onPath = join(bindir, 'containerd-shim-kata-ts-v2');
     expect(lstatSync(onPath).isSymbolicLink()).toBe(true);
     expect(execFileSync(onPath, ['-v']).toString()).toMatch(/^containerd-shim-kata-ts-v2 /);
-    for (const file of ['bin/containerd-shim-kata-ts-v2', 'shim/shim.cjs', 'shim/containerd-shim-kata-ts-v2.cjs'])
+    expect(lstatSync(join(bindir, 'kata-ts')).isSymbolicLink()).toBe(true);
+    expect(execFileSync(join(bindir, 'kata-ts'), ['--help']).toString()).toMatch(/kata-ts COMMAND[\s\S]*cri /);
+    for (const file of ['bin/containerd-shim-kata-ts-v2', 'bin/kata-ts', 'shim/shim.cjs', 'shim/containerd-shim-kata-ts-v2.cjs', 'shim/kata-ts.cjs'])
       expect(readFileSync(join(prefix, file), 'utf8')).not.toContain(REPO);
   });
 
@@ -72,6 +77,7 @@ describe('make install', () => {
     make('uninstall', prefix, bindir);
     expect(existsSync(prefix)).toBe(false);
     expect(existsSync(join(bindir, 'containerd-shim-kata-ts-v2'))).toBe(false);
+    expect(existsSync(join(bindir, 'kata-ts'))).toBe(false);
     await eventually(() => sandboxProcesses().length === 0, 15_000);
   });
 });

@@ -9,7 +9,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const DESCRIPTOR_FILE = 'proto/gen/cri/runtime-v1.json';
+/** The schema in a checkout, and its name beside a bundled kata-ts command (shim/ of a runtime folder). */
+const SCHEMA_IN_CHECKOUT = 'proto/gen/cri/runtime-v1.json';
+export const SCHEMA_BESIDE_BUNDLE = 'cri-runtime-v1.json';
 
 export class CriError extends Error {
   constructor(
@@ -22,13 +24,16 @@ export class CriError extends Error {
   }
 }
 
-/** The checkout's extracted descriptor (make proto writes it). */
-function descriptorPath(): string {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); dirname(dir) !== dir; dir = dirname(dir)) {
-    const candidate = join(dir, DESCRIPTOR_FILE);
+/** Beside the bundle that runs, else the checkout's (make proto writes it). */
+function schemaPath(): string {
+  const self = typeof __filename === 'string' ? __filename : fileURLToPath(import.meta.url);
+  const beside = join(dirname(self), SCHEMA_BESIDE_BUNDLE);
+  if (existsSync(beside)) return beside;
+  for (let dir = dirname(self); dirname(dir) !== dir; dir = dirname(dir)) {
+    const candidate = join(dir, SCHEMA_IN_CHECKOUT);
     if (existsSync(candidate)) return candidate;
   }
-  throw new Error(`CRI schema ${DESCRIPTOR_FILE} not found above ${fileURLToPath(import.meta.url)} (run make proto)`);
+  throw new Error(`CRI schema not found beside ${self} nor as ${SCHEMA_IN_CHECKOUT} above it (run make proto)`);
 }
 
 type Message = Record<string, unknown>;
@@ -86,7 +91,7 @@ export class CriClient {
     socketPath: string,
     private readonly timeoutMs: number,
   ) {
-    const definition = fromJSON(JSON.parse(readFileSync(descriptorPath(), 'utf8')) as Parameters<typeof fromJSON>[0], {
+    const definition = fromJSON(JSON.parse(readFileSync(schemaPath(), 'utf8')) as Parameters<typeof fromJSON>[0], {
       longs: Number,
       enums: String,
       defaults: true,

@@ -73,7 +73,11 @@ export function planMounts(mounts: readonly SpecMount[], facts: (source: string)
   return plan;
 }
 
-/** Fails for a spec that asks for the host's network, PID or IPC namespace: no VM can give those. */
+/**
+ * Fails for a spec that asks for the host's network, PID or IPC namespace: no VM can give those.
+ * For containerd a namespace missing from the spec is the host's (runc stays in it); the sandbox
+ * library alone takes it as the guest's, so only the containerd layer calls this.
+ */
 export function refuseHostNamespaces(spec: SpecLike): void {
   const present = new Set((spec.linux?.namespaces ?? []).map((ns) => ns.type));
   const missing = REQUIRED_NAMESPACES.filter((type) => !present.has(type));

@@ -12,7 +12,7 @@ import { QemuVm } from '../hypervisor/vm.js';
 import type { AgentChannel, VmDescription } from '../hypervisor/vm-description.js';
 import type { AgentClient } from './agent-client.js';
 import { bindMount, inspectSource, makeSharedMountPoint, shareSource, unmountAndRemove, unshareSource } from './host-mounts.js';
-import { planMounts, podNamespacesToJoin, refuseHostNamespaces, type PodRole, type SpecLike } from './pod-placement.js';
+import { planMounts, podNamespacesToJoin, type PodRole, type SpecLike } from './pod-placement.js';
 import { ProcessHandle } from './process-handle.js';
 import { sandboxDirs } from './sandbox-dirs.js';
 import type { SandboxSettings } from './settings.js';
@@ -189,7 +189,6 @@ export class Sandbox {
   async createContainer(containerId: string, o: ContainerOptions): Promise<void> {
     const spec = o.spec as SpecLike;
     const role = o.role ?? 'standalone';
-    refuseHostNamespaces(spec);
     const plan = planMounts(spec.mounts ?? [], inspectSource);
     await bindMount(this.native, o.rootfs, this.#rootfsTarget(containerId));
     try {

@@ -1,0 +1,113 @@
+// Benchmark (not a test): a Kubernetes pod's start with kata-ts against runc,
+// through the same private containerd's CRI plugin and our CRI client, in one
+// run: RunPodSandbox + CreateContainer + StartContainer of one container, and
+// the host memory of a running pod (its shim and everything below it).
+//   node dist/bench/cri-pods.js [runs]
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { CriClient, type PodSandboxConfig } from '../shim/src/cri/client.js';
+import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PAUSE_IMAGE_TAR, PrivateContainerd } from '../test/helpers/containerd.js';
+
+const runs = Number(process.argv[2] ?? process.env.BENCH_RUNS ?? 5);
+const HANDLERS = { runc: /containerd-shim-runc-v2/, 'kata-ts': /containerd-shim-kata-ts-v2/ } as const;
+type Handler = keyof typeof HANDLERS;
+const CGROUP_PARENT = '/kata-ts-bench';
+let seq = 0;
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** PSS in MB of the processes whose command line matches, and of all their descendants. */
+function treePssMB(root: RegExp, podId: string): number {
+  const parents = new Map<number, number>();
+  const tree = new Set<number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8');
+      if (root.test(cmd) && cmd.includes(podId)) tree.add(Number(name));
+    } catch {
+      // exited
+    }
+  }
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of parents)
+      if (tree.has(ppid) && !tree.has(pid)) {
+        tree.add(pid);
+        grew = true;
+      }
+  }
+  let kb = 0;
+  for (const pid of tree) {
+    try {
+      kb += Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // exited
+    }
+  }
+  return kb / 1024;
+}
+
+async function podStart(cri: CriClient, handler: Handler, logDir: string): Promise<{ ms: number; pssMB: number }> {
+  const n = ++seq;
+  const config: PodSandboxConfig = {
+    metadata: { name: `bench-${n}`, uid: `bench-${process.pid}-${n}`, namespace: 'bench' },
+    hostname: `bench-${n}`,
+    logDirectory: logDir,
+    linux: { cgroupParent: CGROUP_PARENT },
+  };
+  const t0 = performance.now();
+  const pod = await cri.runPodSandbox(config, handler);
+  try {
+    const c = await cri.createContainer(pod, { metadata: { name: 'main' }, image: { image: BUSYBOX_IMAGE }, command: ['sleep', '600'], logPath: `main-${n}.log` }, config);
+    await cri.startContainer(c);
+    const ms = performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 1000));
+    // runc's shim is named by the pod id too (containerd groups a pod's containers by it).
+    return { ms, pssMB: treePssMB(HANDLERS[handler], pod) };
+  } finally {
+    await cri.stopPodSandbox(pod);
+    await cri.removePodSandbox(pod);
+  }
+}
+
+async function main(): Promise<void> {
+  const ctrd = await PrivateContainerd.start({ cri: true, namespace: 'k8s.io', logLevel: 'warn' });
+  const logDir = mkdtempSync('/tmp/kata-ts-bench-pods-');
+  const cri = CriClient.connect(ctrd.address);
+  try {
+    await ctrd.importImage(PAUSE_IMAGE_TAR);
+    await ctrd.importImage(BUSYBOX_IMAGE_TAR);
+    const results = {} as Record<Handler, { ms: number; pssMB: number }>;
+    for (const handler of Object.keys(HANDLERS) as Handler[]) {
+      const samples: { ms: number; pssMB: number }[] = [];
+      for (let i = 0; i < runs; i++) samples.push(await podStart(cri, handler, logDir));
+      results[handler] = { ms: median(samples.map((s) => s.ms)), pssMB: median(samples.map((s) => s.pssMB)) };
+      process.stderr.write(`${handler}: pod start ${samples.map((s) => Math.round(s.ms)).join(' ')} ms\n`);
+    }
+    const r = results.runc;
+    const k = results['kata-ts'];
+    const row = (label: string, a: number, b: number, unit: string, digits = 0) =>
+      `  ${label.padEnd(44)} ${a.toFixed(digits).padStart(9)} ${b.toFixed(digits).padStart(9)}  ${unit.padEnd(3)} ${(b / a).toFixed(2).padStart(6)}x`;
+    console.log(`\nCRI pods, kata-ts vs runc through containerd 1.6's CRI plugin, median of ${runs} (kata-ts under TCG here)`);
+    console.log(`  ${''.padEnd(44)} ${'runc'.padStart(9)} ${'kata-ts'.padStart(9)}  ${''.padEnd(3)} ${'ratio'.padStart(7)}`);
+    console.log(row('RunPodSandbox + create + start of 1 container', r.ms, k.ms, 'ms'));
+    console.log(row('host PSS of a running pod (shim and below)', r.pssMB, k.pssMB, 'MB', 1));
+  } finally {
+    cri.close();
+    await ctrd.stop();
+    rmSync(logDir, { recursive: true, force: true });
+    execFileSync('sh', ['-c', `for d in /sys/fs/cgroup/*${CGROUP_PARENT}; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + ; done; true`]);
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(`bench: ${err.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,31 @@
+// kata-ts: the operator's command. Subcommands:
+//   kata-ts cri [--address SOCKET] COMMAND …   drive containerd's CRI plugin as kubelet does (no crictl needed)
+import { criCommand, CRI_USAGE } from './kata-ts-cri.js';
+
+const USAGE = `usage: kata-ts COMMAND …
+commands:
+${CRI_USAGE}`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'cri':
+      return criCommand(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+      process.stdout.write(`${USAGE}\n`);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`kata-ts: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`kata-ts: ${err.message}\n`);
+    process.exit(1);
+  },
+);
