@@ -47,7 +47,7 @@ function fakeSandbox(id: string, stops: string[]) {
     runRoot: '/run/kata-ts-unit',
     vm: { pid: 4242 },
     createContainer: async () => undefined,
-    agent: { call: () => new Promise(() => undefined) },
+    nextOomKill: () => new Promise(() => undefined),
     stop: async () => void stops.push(id),
   } as unknown as Sandbox;
 }
@@ -80,10 +80,9 @@ function setup(prepared?: PreparedSandbox) {
       return { pid: 8, process: p.handle };
     },
     removeContainer: async (id: string) => void removed.push(id),
-    agent: {
-      // The OOM long poll never answers here; every other call is recorded.
-      call: (method: string) => (method === 'getOomEvent' ? new Promise(() => undefined) : Promise.resolve(void agentCalls.push(method))),
-    },
+    // The OOM long poll never answers here; the calls that reach the guest are recorded.
+    nextOomKill: () => new Promise(() => undefined),
+    setPaused: async (_id: string, paused: boolean) => void agentCalls.push(paused ? 'pause' : 'resume'),
     stop: async () => void sandboxStops.push('sb'),
   } as unknown as Sandbox;
   let shutdowns = 0;
@@ -175,7 +174,7 @@ describe('TaskService', () => {
     expect(await code(service.pause(v2.PauseRequest.create({ id: 't1' })))).toBe(9);
     await service.resume(v2.ResumeRequest.create({ id: 't1' }));
     expect((await service.state(v2.StateRequest.create({ id: 't1' }))).status).toBe(TaskStatus.RUNNING);
-    expect(agentCalls).toEqual(['pauseContainer', 'resumeContainer']);
+    expect(agentCalls).toEqual(['pause', 'resume']);
     expect(events.map((e) => e.topic).slice(-2)).toEqual(['/tasks/paused', '/tasks/resumed']);
   });
 

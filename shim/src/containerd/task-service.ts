@@ -144,7 +144,7 @@ export class TaskService {
   async #forwardOomEvents(sandbox: Sandbox): Promise<void> {
     for (;;) {
       try {
-        const { containerId } = await sandbox.agent.call('getOomEvent', {}, null);
+        const containerId = await sandbox.nextOomKill();
         if (this.#tasks.has(containerId)) this.deps.events.publish({ topic: '/tasks/oom', type: 'TaskOOM', event: { containerId } });
       } catch {
         return; // the sandbox stopped
@@ -362,8 +362,7 @@ export class TaskService {
   async pids(req: v2.PidsRequest): Promise<v2.IPidsResponse> {
     this.#task(req.id).init.state.requireRunning('list the processes of');
     const sandbox = await this.#sandbox!;
-    const res = await sandbox.agent.call('listProcesses', { containerId: req.id });
-    return { processes: res.processes.map((p) => ({ pid: p.pid })) };
+    return { processes: (await sandbox.listProcesses(req.id)).map((p) => ({ pid: p.pid })) };
   }
 
   pause(req: v2.PauseRequest): Promise<google.protobuf.IEmpty> {
@@ -380,7 +379,7 @@ export class TaskService {
     const apply = (to: boolean) => (to ? state.paused() : state.resumed());
     apply(paused);
     try {
-      await (await this.#sandbox!).agent.call(paused ? 'pauseContainer' : 'resumeContainer', { containerId: id });
+      await (await this.#sandbox!).setPaused(id, paused);
     } catch (err) {
       apply(!paused);
       throw err;
@@ -409,13 +408,13 @@ export class TaskService {
   async update(req: v2.UpdateTaskRequest): Promise<google.protobuf.IEmpty> {
     this.#task(req.id).init.state.requireRunning('update');
     const json = Buffer.from(req.resources?.value ?? []).toString('utf8');
-    await (await this.#sandbox!).agent.call('updateContainer', { containerId: req.id, resourcesJson: json || '{}' });
+    await (await this.#sandbox!).updateContainer(req.id, json || '{}');
     return {};
   }
 
   async stats(req: v2.StatsRequest): Promise<v2.IStatsResponse> {
     this.#task(req.id).init.state.requireRunning('read the statistics of');
-    const stats = await (await this.#sandbox!).agent.call('statsContainer', { containerId: req.id });
+    const stats = await (await this.#sandbox!).containerStats(req.id);
     return { stats: metricsAny(stats) };
   }
 

@@ -11,6 +11,7 @@ import { FAST_BOOT_CMDLINE, ROOTFS_CMDLINE } from '../hypervisor/qemu-args.js';
 import { QemuVm } from '../hypervisor/vm.js';
 import type { AgentChannel, VmDescription } from '../hypervisor/vm-description.js';
 import type { AgentClient } from './agent-client.js';
+import type { ContainerStats, ProcessInfo } from '../../../proto/gen/agent.js';
 import { bindMount, inspectSource, makeSharedMountPoint, shareSource, unmountAndRemove, unshareSource } from './host-mounts.js';
 import { planMounts, podNamespacesToJoin, type PodRole, type SpecLike } from './pod-placement.js';
 import { ProcessHandle } from './process-handle.js';
@@ -234,6 +235,29 @@ export class Sandbox {
     // The output streams wait in the agent until the process exists.
     const { pid } = await res;
     return { pid, process: new ProcessHandle(this.agent, containerId, execId) };
+  }
+
+  /** Answers at the guest's next OOM kill with the container it hit; fails once the sandbox is gone. */
+  async nextOomKill(): Promise<string> {
+    return (await this.agent.call('getOomEvent', {}, null)).containerId;
+  }
+
+  async listProcesses(containerId: string): Promise<ProcessInfo[]> {
+    return (await this.agent.call('listProcesses', { containerId })).processes;
+  }
+
+  /** Freezes or thaws the container's cgroup in the guest. */
+  async setPaused(containerId: string, paused: boolean): Promise<void> {
+    await this.agent.call(paused ? 'pauseContainer' : 'resumeContainer', { containerId });
+  }
+
+  /** resourcesJson: an OCI LinuxResources object, as JSON. */
+  async updateContainer(containerId: string, resourcesJson: string): Promise<void> {
+    await this.agent.call('updateContainer', { containerId, resourcesJson });
+  }
+
+  async containerStats(containerId: string): Promise<ContainerStats> {
+    return this.agent.call('statsContainer', { containerId });
   }
 
   async removeContainer(containerId: string, force = false): Promise<void> {
