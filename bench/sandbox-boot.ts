@@ -43,7 +43,7 @@ async function main(): Promise<void> {
       // Let the guest settle so the memory figure is that of an idle sandbox.
       await new Promise((r) => setTimeout(r, 500));
       const qemuPss = pssMB(sandbox.vm.pid);
-      const virtiofsdPss = pssMB(sandbox.vm.virtiofsd?.pid);
+      const virtiofsdPss = pssMB(sandbox.vm.processes().find((p) => p.role === 'virtiofsd')?.pid);
       await sandbox.createContainer('c', { spec: defaultSpec({ args: ['echo', 'hi'] }), rootfs: join(repo, 'build/busybox-rootfs') });
       const { process: proc } = await sandbox.startContainer('c');
       const started = performance.now() - sandbox.vm.spawnedAt;

@@ -1,14 +1,18 @@
 // The few system calls Node cannot make itself: AF_VSOCK sockets, receiving a
 // file descriptor over a unix socket (crun's --console-socket), a listening
 // unix socket to hand to a child, setting a pty's window size, mount/umount,
-// sync, and pointing stdio at /dev/null in one step. Everything else stays in
-// TypeScript.
+// sync, pointing stdio at /dev/null in one step, and opening a tap device in
+// another network namespace. Everything else stays in TypeScript.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_tun.h>
 #include <linux/vm_sockets.h>
+#include <net/if.h>
+#include <sched.h>
 #include <node_api.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -200,6 +204,58 @@ static napi_value unix_listen(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// openTap(netnsPath, name): creates the tap device `name` (IFF_TAP, no packet
+// info, with a virtio-net header) in the network namespace at netnsPath and
+// returns its close-on-exec fd, for a VMM that stays in this namespace. setns
+// applies to the calling thread only, and this thread returns to its own
+// namespace before anything else runs on it.
+static napi_value open_tap(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2) {
+    napi_throw_type_error(env, NULL, "openTap(netnsPath, name)");
+    return NULL;
+  }
+  char path[4096];
+  struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
+  if (get_string(env, argv[0], path, sizeof path) || get_string(env, argv[1], ifr.ifr_name, IFNAMSIZ)) return NULL;
+  int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (home < 0) return throw_errno(env, "open /proc/thread-self/ns/net", errno);
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    int err = errno;
+    close(home);
+    return throw_errno(env, path, err);
+  }
+  if (setns(target, CLONE_NEWNET) < 0) {
+    int err = errno;
+    close(home);
+    close(target);
+    return throw_errno(env, "setns(network namespace)", err);
+  }
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  int err = fd < 0 ? errno : 0;
+  const char *what = "open /dev/net/tun";
+  if (fd >= 0 && ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    err = errno;
+    what = "TUNSETIFF";
+    close(fd);
+    fd = -1;
+  }
+  // Back home, or this thread would open every later socket in the pod's namespace.
+  if (setns(home, CLONE_NEWNET) < 0) {
+    fprintf(stderr, "kata-ts native: cannot return to the own network namespace: %s\n", strerror(errno));
+    abort();
+  }
+  close(home);
+  close(target);
+  if (fd < 0) return throw_errno(env, what, err);
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
 // mount(source, target, fstype, flags, data)
 static napi_value do_mount(napi_env env, napi_callback_info info) {
   napi_value argv[5];
@@ -242,6 +298,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"receiveFd", NULL, receive_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setWindowSize", NULL, set_window_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"openTap", NULL, open_tap, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mount", NULL, do_mount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"umount", NULL, do_umount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"detachStdio", NULL, detach_stdio, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -14,6 +14,8 @@ export interface NativeAddon {
   /** A blocking unix stream socket listening on path, for a child process to accept on. */
   unixListen(path: string, backlog: number): number;
   setWindowSize(fd: number, rows: number, columns: number): void;
+  /** A tap device created in the network namespace at netnsPath (virtio-net header on); its close-on-exec fd. */
+  openTap(netnsPath: string, name: string): number;
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount(target: string, flags?: number): void;
   /** Points stdin, stdout and stderr at /dev/null atomically (dup2). */

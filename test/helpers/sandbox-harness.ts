@@ -38,7 +38,7 @@ export interface Remains {
 }
 
 export function remainsOf(sandbox: Sandbox, settings = testSettings()): Remains {
-  const pids = [sandbox.vm.pid, sandbox.vm.virtiofsd?.pid].filter((p): p is number => p !== undefined);
+  const pids = sandbox.vm.processes().map((p) => p.pid);
   const processes = pids.filter((pid) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z '));
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')

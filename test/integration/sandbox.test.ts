@@ -130,9 +130,9 @@ describe('a container in a sandbox VM', () => {
   });
 
   it('fails a pending call with a clear error when the VM dies', async () => {
-    const { process } = await run(['sleep', '100']);
-    const waiting = process.wait().catch((e: unknown) => e);
-    sandbox!.vm.process.kill('SIGKILL');
+    const { process: container } = await run(['sleep', '100']);
+    const waiting = container.wait().catch((e: unknown) => e);
+    process.kill(sandbox!.vm.pid!, 'SIGKILL');
     expect(await waiting).toBeInstanceOf(SandboxDeadError);
   });
 });

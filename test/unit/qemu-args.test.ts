@@ -62,6 +62,19 @@ describe('renderQemuArgs', () => {
     expect(args.join(' ')).not.toMatch(/virtio-serial|vhost-user-fs|-bios/);
   });
 
+  it('renders one virtio-net NIC per tap fd it is handed, with the MAC and MTU, vhost-net only when asked', () => {
+    const args = renderQemuArgs({
+      ...base,
+      networks: [
+        { fdIndex: 0, mac: '02:42:0a:58:00:02', mtu: 1450, vhost: false },
+        { fdIndex: 1, mac: '02:42:0a:58:00:03', mtu: 9000, vhost: true },
+      ],
+    }).join(' ');
+    expect(args).toContain('-netdev tap,id=net0,fd=3,vhost=off -device virtio-net-pci,netdev=net0,mac=02:42:0a:58:00:02,host_mtu=1450,romfile=');
+    expect(args).toContain('-netdev tap,id=net1,fd=4,vhost=on -device virtio-net-pci,netdev=net1,mac=02:42:0a:58:00:03,host_mtu=9000,romfile=');
+    expect(renderQemuArgs(base).join(' ')).not.toMatch(/netdev/);
+  });
+
   it('doubles commas in paths so QEMU does not split them', () => {
     expect(qemuValue('/a,b/c')).toBe('/a,,b/c');
     const args = renderQemuArgs({ ...base, consoleLogPath: '/r,x/console.log' });

@@ -43,11 +43,13 @@ export const KEYS: Record<string, KeySpec> = {
   'hypervisor.default_maxmemory': { kind: 'number', min: 64, apply: (s, v: number) => (s.maxMemoryMiB = v) },
   'hypervisor.tcg_translation_buffer': { kind: 'number', min: 8, apply: (s, v: number) => (s.tcgTranslationBufferMiB = v) },
   'hypervisor.virtio_fs_cache': { kind: 'string', oneOf: ['auto', 'always', 'none'], apply: (s, v: 'auto') => (s.virtiofsCache = v) },
+  'hypervisor.disable_vhost_net': { kind: 'boolean', apply: (s, v: boolean) => (s.disableVhostNet = v) },
   'agent.channel': { kind: 'string', oneOf: ['auto', 'vsock', 'serial'], apply: (s, v: ChannelSetting) => (s.agentChannel = v) },
   'agent.boot_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.bootTimeoutMs = secs(v)) },
   'agent.call_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.callTimeoutMs = secs(v)) },
   'runtime.shutdown_timeout': { kind: 'number', min: 0, apply: (s, v: number) => (s.shutdownTimeoutMs = secs(v)) },
   'runtime.run_root': { kind: 'string', apply: (s, v: string) => (s.runRoot = v) },
+  'runtime.internetworking_model': { kind: 'string', oneOf: ['tcfilter', 'none'], apply: (s, v: 'tcfilter') => (s.networkModel = v) },
   'runtime.debug': { kind: 'boolean', apply: (s, v: boolean) => (s.debug = s.debug || v) },
   'runtime.enable_annotations': { kind: 'strings', apply: () => undefined },
 };

@@ -35,5 +35,11 @@ export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logg
   const resources = containerKind(req.spec.annotations) === 'sandbox' ? podSandboxResources(req.spec.annotations) : req.spec.linux?.resources;
   const size = sizeVm({ cpus: settings.cpus, memoryMiB: settings.memoryMiB }, resources as never);
   const name = sandboxNameOnHost(req.namespace, req.sandboxId);
-  return Sandbox.start(req.sandboxId, { ...settings, ...size }, log.child({ sandbox: req.sandboxId }), { name, ...(onLaunched ? { onLaunched } : {}) });
+  // CNI has filled it before containerd starts the shim (CRI pods, ctr run --cni).
+  const netnsPath = req.spec.linux?.namespaces?.find((ns) => ns.type === 'network')?.path;
+  return Sandbox.start(req.sandboxId, { ...settings, ...size }, log.child({ sandbox: req.sandboxId }), {
+    name,
+    ...(onLaunched ? { onLaunched } : {}),
+    ...(netnsPath ? { netnsPath } : {}),
+  });
 }

@@ -64,6 +64,19 @@ function sharedFsArgs(d: VmDescription): string[] {
   ];
 }
 
+/** The fd number a passed fd has in QEMU's process: after stdin, stdout and stderr. */
+export const PASSED_FD_BASE = 3;
+
+function networkArgs(d: VmDescription): string[] {
+  return (d.networks ?? []).flatMap((n, i) => [
+    '-netdev',
+    `tap,id=net${i},fd=${PASSED_FD_BASE + n.fdIndex},vhost=${n.vhost ? 'on' : 'off'}`,
+    // No option ROM: nothing boots from the network, and loading it costs boot time.
+    '-device',
+    `virtio-net-pci,netdev=net${i},mac=${n.mac},host_mtu=${n.mtu},romfile=`,
+  ]);
+}
+
 function channelArgs(c: AgentChannel): string[] {
   if (c.kind === 'vsock') return ['-device', `vhost-vsock-pci,id=vsock0,guest-cid=${c.guestCid}`];
   return [
@@ -85,6 +98,7 @@ export function renderQemuArgs(d: VmDescription): string[] {
     ...bootArgs(d),
     ...rootfsArgs(d),
     ...sharedFsArgs(d),
+    ...networkArgs(d),
     ...channelArgs(d.agentChannel),
     '-object',
     'rng-random,id=rng0,filename=/dev/urandom',

@@ -9,6 +9,15 @@ export type AgentChannel =
   /** vhost-vsock device with the guest's context id. */
   | { kind: 'vsock'; guestCid: number };
 
+/** A virtio-net NIC on a tap device whose fd the VMM is handed (fd 3 + fdIndex in its process). */
+export interface NetworkDevice {
+  fdIndex: number;
+  mac: string;
+  mtu: number;
+  /** Let the host kernel's vhost-net move the packets (needs /dev/vhost-net). */
+  vhost: boolean;
+}
+
 export interface VmDescription {
   /** Sandbox id; used only for the QEMU process name. */
   name: string;
@@ -29,6 +38,8 @@ export interface VmDescription {
   /** virtio-fs share served by virtiofsd on socketPath. */
   sharedFs?: { socketPath: string; tag: string };
   agentChannel: AgentChannel;
+  /** Network interfaces, in guest order. */
+  networks?: NetworkDevice[];
   /** Guest console output goes to this file. */
   consoleLogPath: string;
   qmpSocketPath: string;

@@ -10,7 +10,8 @@ import { ConsoleFollower } from './console-follower.js';
 import { renderQemuArgs } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
 import type { VmDescription } from './vm-description.js';
-import { Virtiofsd, type VirtiofsdOptions } from './virtiofsd.js';
+import { Virtiofsd } from './virtiofsd.js';
+import type { StopOptions, VmLaunchOptions, Vmm, VmmProcess } from './vmm.js';
 
 export const VIRTIOFSD_PIDFILE = 'virtiofsd.pid';
 
@@ -25,24 +26,8 @@ export class VmError extends Error {
   }
 }
 
-export interface VmLaunchOptions {
-  description: VmDescription;
-  /** Directory holding the VM's sockets and files; created here, removed on stop. */
-  runDir: string;
-  virtiofsd?: Omit<VirtiofsdOptions, 'socketPath'> & { socketPath?: string };
-  log: Logger;
-}
-
-export interface StopOptions {
-  /**
-   * Asks the guest to stop its work and flush its filesystems (for example through its agent);
-   * awaited up to gracefulMs. Once it answers, or powers off by itself, QEMU is quit.
-   */
-  graceful?: () => Promise<unknown>;
-  gracefulMs: number;
-}
-
-export class QemuVm {
+/** The Vmm of QEMU: one qemu-system process, with virtiofsd beside it for the shared filesystem. */
+export class QemuVm implements Vmm {
   #qmp: QmpClient | undefined;
   #stopping: Promise<void> | undefined;
   readonly exited: Promise<ExitStatus>;
@@ -86,7 +71,7 @@ export class QemuVm {
       const args = renderQemuArgs(d);
       o.log.debug('starting qemu', { argv: [d.qemuBinary, ...args].join(' ') });
       const spawnedAt = performance.now();
-      const child = spawn(d.qemuBinary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(d.qemuBinary, args, { stdio: ['ignore', 'ignore', 'pipe', ...(o.passFds ?? [])] });
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
         child.once('error', (err) => reject(new VmError(d.name, `cannot run ${d.qemuBinary}: ${err.message}`, { cause: err })));
@@ -107,6 +92,13 @@ export class QemuVm {
 
   get pid(): number | undefined {
     return this.process.pid;
+  }
+
+  processes(): VmmProcess[] {
+    return [
+      ...(this.process.pid !== undefined ? [{ role: 'vmm' as const, pid: this.process.pid }] : []),
+      ...(this.virtiofsd?.pid !== undefined ? [{ role: 'virtiofsd' as const, pid: this.virtiofsd.pid }] : []),
+    ];
   }
 
   get running(): boolean {

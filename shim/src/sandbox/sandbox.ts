@@ -9,6 +9,7 @@ import { loadNative, type NativeAddon } from '../../../native/native.js';
 import { chooseAccel, chooseChannel, probeHost, type HostProbe } from '../hypervisor/accel.js';
 import { FAST_BOOT_CMDLINE, ROOTFS_CMDLINE } from '../hypervisor/qemu-args.js';
 import { QemuVm } from '../hypervisor/vm.js';
+import type { LaunchVmm, Vmm } from '../hypervisor/vmm.js';
 import type { AgentChannel, VmDescription } from '../hypervisor/vm-description.js';
 import type { AgentClient } from './agent-client.js';
 import type { ContainerStats, ProcessInfo } from '../../../proto/gen/agent.js';
@@ -18,6 +19,7 @@ import { ProcessHandle } from './process-handle.js';
 import { sandboxDirs } from './sandbox-dirs.js';
 import type { SandboxSettings } from './settings.js';
 import { startVsockProxy } from '../../../native/vsock-proxy.js';
+import { PodNetwork } from '../network/pod-network.js';
 
 export const SHARED_FS_TAG = 'kataShared';
 export const SERIAL_PORT_NAME = 'agent.channel.0';
@@ -50,21 +52,28 @@ export interface StartOptions {
   probe?: HostProbe;
   /** Called once QEMU runs, while the guest boots. */
   onLaunched?: () => void;
+  /** What starts the VM; QEMU unless given. */
+  launchVmm?: LaunchVmm;
+  /** The host network namespace CNI filled for this sandbox: its interfaces are carried into the VM. */
+  netnsPath?: string;
 }
 
 export class Sandbox {
   readonly #containers = new Set<string>();
   #stopped: Promise<void> | undefined;
+  /** The container whose network namespace holds the pod's interfaces (its pause, or a lone container). */
+  #networkHolder: string | undefined;
 
   private constructor(
     readonly id: string,
-    readonly vm: QemuVm,
+    readonly vm: Vmm,
     readonly agent: AgentClient,
     readonly timeline: BootTimeline,
     private readonly sharedDir: string,
     private readonly settings: SandboxSettings,
     private readonly native: NativeAddon,
     private readonly proxy: net.Server | undefined,
+    private readonly network: PodNetwork | undefined,
     private readonly log: Logger,
   ) {}
 
@@ -121,17 +130,30 @@ export class Sandbox {
       pidFilePath: join(vmDir, 'qemu.pid'),
     };
 
-    await makeSharedMountPoint(native, sharedDir);
-    let vm: QemuVm | undefined;
+    let network: PodNetwork | undefined;
+    if (opts.netnsPath && settings.networkModel !== 'none') {
+      network = await PodNetwork.attach(opts.netnsPath, { allowVhost: !settings.disableVhostNet }, native, log.child({ sandbox: id }));
+      description.networks = network.nics.map((n, fdIndex) => ({ fdIndex, mac: n.mac, mtu: n.mtu, vhost: network!.vhost }));
+    }
+    try {
+      await makeSharedMountPoint(native, sharedDir);
+    } catch (err) {
+      await network?.detach();
+      throw err;
+    }
+    let vm: Vmm | undefined;
     let proxy: net.Server | undefined;
     let agent: AgentClient | undefined;
     try {
-      vm = await QemuVm.launch({
+      vm = await (opts.launchVmm ?? QemuVm.launch)({
         description,
         runDir: vmDir,
         virtiofsd: { binary: settings.virtiofsdBinary, sharedDir, cache: settings.virtiofsCache },
+        ...(network ? { passFds: network.tapFds } : {}),
         log: log.child({ sandbox: id }),
       });
+      // QEMU holds the taps now: they go away with it.
+      network?.closeTapFds();
       opts.onLaunched?.();
       if (agentChannel.kind === 'vsock') proxy = await startVsockProxy(native, agentSocket, agentChannel.guestCid, AGENT_VSOCK_PORT);
       const theVm = vm;
@@ -162,13 +184,14 @@ export class Sandbox {
         sandboxReadyMs: Math.round(ready - vm.spawnedAt),
       };
       log.info('sandbox ready', { sandbox: id, ...timeline, guestKernel: details.kernelRelease });
-      return new Sandbox(id, vm, agent, timeline, sharedDir, settings, native, proxy, log.child({ sandbox: id }));
+      return new Sandbox(id, vm, agent, timeline, sharedDir, settings, native, proxy, network, log.child({ sandbox: id }));
     } catch (err) {
       const consoleTail = await readFile(description.consoleLogPath, 'utf8').catch(() => '');
       log.error('sandbox failed to start', { sandbox: id, error: (err as Error).message, console: consoleTail.slice(-2000) || undefined });
       agent?.close();
       proxy?.close();
       await vm?.stop({ gracefulMs: 0 });
+      await network?.detach();
       await unmountAndRemove(native, sharedDir).catch(() => undefined);
       throw err;
     }
@@ -209,6 +232,7 @@ export class Sandbox {
         })),
       });
       this.#containers.add(containerId);
+      if (this.network && this.#networkHolder === undefined && role !== 'pod-member') this.#networkHolder = containerId;
     } catch (err) {
       await this.#unshare(containerId);
       throw err;
@@ -227,7 +251,17 @@ export class Sandbox {
   async startContainer(containerId: string): Promise<{ pid: number; process: ProcessHandle }> {
     const process = new ProcessHandle(this.agent, containerId, '');
     const { pid } = await this.agent.call('startContainer', { containerId });
+    // Its network namespace exists once it runs: the pod's interfaces go there, before any member joins.
+    if (containerId === this.#networkHolder && this.network) await this.#configureGuestNetwork(containerId, this.network);
     return { pid, process };
+  }
+
+  /** Tells the agent the pod's interfaces and routes, as CNI set them up on the host. */
+  async #configureGuestNetwork(containerId: string, network: PodNetwork): Promise<void> {
+    for (const nic of network.nics)
+      await this.agent.call('updateInterface', { containerId, interface: { name: nic.name, mac: nic.mac, mtu: nic.mtu, addresses: nic.addresses } });
+    await this.agent.call('updateRoutes', { containerId, routes: network.routes });
+    this.log.info('guest network configured', { container: containerId, interfaces: network.nics.map((n) => n.name), routes: network.routes.length });
   }
 
   async exec(containerId: string, execId: string, processSpec: Record<string, unknown>): Promise<{ pid: number; process: ProcessHandle }> {
@@ -275,6 +309,7 @@ export class Sandbox {
       });
       this.agent.close();
       this.proxy?.close();
+      await this.network?.detach();
       for (const containerId of this.#containers) await this.#unshare(containerId);
       this.#containers.clear();
       await unmountAndRemove(this.native, this.sharedDir);

@@ -29,6 +29,10 @@ export interface SandboxSettings {
   /** TCG only: QEMU's translated-code buffer in MiB; it is most of QEMU's memory under TCG. */
   tcgTranslationBufferMiB: number;
   debug: boolean;
+  /** How a pod's CNI interfaces reach the VM: mirrored to a tap with tc, or not at all (loopback only). */
+  networkModel: 'tcfilter' | 'none';
+  /** Never use vhost-net, even where /dev/vhost-net exists. */
+  disableVhostNet: boolean;
 }
 
 export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'> = {
@@ -49,4 +53,6 @@ export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'>
   virtiofsCache: 'auto',
   tcgTranslationBufferMiB: 128,
   debug: false,
+  networkModel: 'tcfilter',
+  disableVhostNet: false,
 };

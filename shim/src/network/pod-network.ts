@@ -1,0 +1,86 @@
+// A pod's network on the host: for each interface CNI put in the pod's
+// network namespace, a tap beside it with traffic mirrored both ways (tc), and
+// the tap's fd for the VMM, which stays in the host's namespace. Undone
+// whole on detach, and when attaching fails half way.
+import { closeSync, existsSync } from 'node:fs';
+import type { Logger } from '../../../common/log.js';
+import type { NativeAddon } from '../../../native/native.js';
+import { readNetns, type NetInterface, type NetRoute } from './netns-links.js';
+import { mirror, tapName, unmirror } from './tc-mirror.js';
+
+export const VHOST_NET_DEVICE = '/dev/vhost-net';
+
+export interface PodNic extends NetInterface {
+  tap: string;
+}
+
+export class NetnsGoneError extends Error {
+  constructor(readonly netnsPath: string) {
+    super(`the pod's network namespace ${netnsPath} is gone`);
+    this.name = 'NetnsGoneError';
+  }
+}
+
+export class PodNetwork {
+  #tapFds: number[];
+  #detached: Promise<void> | undefined;
+
+  private constructor(
+    readonly netnsPath: string,
+    readonly nics: PodNic[],
+    readonly routes: NetRoute[],
+    tapFds: number[],
+    /** vhost-net moves the data path into the host kernel; QEMU's userspace virtio-net otherwise. */
+    readonly vhost: boolean,
+    private readonly log: Logger,
+  ) {
+    this.#tapFds = tapFds;
+  }
+
+  /** Reads the namespace, and mirrors each interface to a new tap. */
+  static async attach(netnsPath: string, o: { allowVhost: boolean }, native: NativeAddon, log: Logger): Promise<PodNetwork> {
+    if (!existsSync(netnsPath)) throw new NetnsGoneError(netnsPath);
+    const { interfaces, routes } = await readNetns(netnsPath);
+    const vhost = o.allowVhost && existsSync(VHOST_NET_DEVICE);
+    const network = new PodNetwork(netnsPath, [], routes, [], vhost, log);
+    try {
+      for (const [index, nic] of interfaces.entries()) {
+        const tap = tapName(index);
+        network.#tapFds.push(native.openTap(netnsPath, tap));
+        network.nics.push({ ...nic, tap });
+        await mirror(netnsPath, nic.name, tap, nic.mtu);
+      }
+    } catch (err) {
+      await network.detach();
+      throw err;
+    }
+    log.info('pod network attached', {
+      netns: netnsPath,
+      interfaces: network.nics.map((n) => `${n.name}=${n.tap} ${n.addresses.map((a) => `${a.address}/${a.prefixLength}`).join(',')} mtu ${n.mtu}`),
+      routes: routes.length,
+      virtioNet: vhost ? 'vhost-net' : o.allowVhost ? `userspace (no ${VHOST_NET_DEVICE})` : 'userspace (disable_vhost_net)',
+    });
+    return network;
+  }
+
+  /** The taps' fds, in the order of nics: the VMM gets them at launch. */
+  get tapFds(): readonly number[] {
+    return this.#tapFds;
+  }
+
+  /** Once the VMM holds the taps: each tap then goes away with the VMM. */
+  closeTapFds(): void {
+    for (const fd of this.#tapFds.splice(0)) closeSync(fd);
+  }
+
+  /** Removes the mirrors from the CNI interfaces (the taps go with their last fd); idempotent. */
+  detach(): Promise<void> {
+    this.#detached ??= (async () => {
+      this.closeTapFds();
+      if (!existsSync(this.netnsPath)) return; // CNI removed it first: nothing of ours is left there
+      for (const nic of this.nics)
+        await unmirror(this.netnsPath, nic.name).catch((err: Error) => this.log.warn('cannot remove the traffic mirror', { interface: nic.name, error: err.message }));
+    })();
+    return this.#detached;
+  }
+}
