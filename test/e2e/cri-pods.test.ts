@@ -46,6 +46,8 @@ describe('CRI pods', () => {
         expect(resolv).toContain('nameserver 10.0.0.10');
         expect(resolv).toContain('search e2e.svc.cluster.local');
         expect((await pod.sh(a, 'cat /proc/sys/kernel/shm_rmid_forced')).out).toBe('1\n');
+        // The pod's /dev/shm is the size containerd made it on the host (64 MiB).
+        expect((await pod.sh(b, "df -k /dev/shm | awk 'NR==2{print $2}'")).out).toBe('65536\n');
         // One network namespace: a listener in a is reachable from b on loopback.
         await pod.sh(a, '(echo pong | nc -l -p 7070 >/dev/null 2>&1 &) ; sleep 0.3');
         expect((await pod.sh(b, 'echo ping | nc 127.0.0.1 7070')).out).toBe('pong\n');

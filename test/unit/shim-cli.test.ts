@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { socketPath } from '../../shim/src/containerd/address.js';
 import { containerKind, sandboxIdOf } from '../../shim/src/containerd/annotations.js';
 import { parseFlags } from '../../shim/src/containerd/flags.js';
-import { sizeVm } from '../../shim/src/containerd/vm-sizing.js';
+import { podSandboxResources, SizeAnnotationError, sizeVm } from '../../shim/src/containerd/vm-sizing.js';
 import { loggerCommand } from '../../shim/src/containerd/binary-logger.js';
 import { stdioTarget } from '../../shim/src/containerd/stdio.js';
 
@@ -50,6 +50,19 @@ describe('VM sizing', () => {
     expect(sizeVm({ cpus: 1, memoryMiB: 256 }, undefined)).toEqual({ cpus: 1, memoryMiB: 256 });
     expect(sizeVm({ cpus: 1, memoryMiB: 256 }, { memory: { limit: 128 * 1024 * 1024 }, cpu: { quota: 150_000, period: 100_000 } })).toEqual({ cpus: 3, memoryMiB: 384 });
     expect(sizeVm({ cpus: 1, memoryMiB: 256 }, { memory: { limit: 1 } }).memoryMiB).toBe(258);
+  });
+
+  it("sizes a pod's VM from the sandbox annotations containerd's CRI sets, and names a bad one", () => {
+    const pod = podSandboxResources({
+      'io.kubernetes.cri.sandbox-cpu-quota': '150000',
+      'io.kubernetes.cri.sandbox-cpu-period': '100000',
+      'io.kubernetes.cri.sandbox-memory': String(512 * 1024 * 1024),
+      'io.kubernetes.cri.sandbox-cpu-shares': '1536',
+    });
+    expect(sizeVm({ cpus: 1, memoryMiB: 256 }, pod)).toEqual({ cpus: 3, memoryMiB: 768 });
+    expect(podSandboxResources({})).toEqual({});
+    expect(() => podSandboxResources({ 'io.kubernetes.cri.sandbox-memory': '1Gi' })).toThrow(SizeAnnotationError);
+    expect(() => podSandboxResources({ 'io.kubernetes.cri.sandbox-memory': '-5' })).toThrow(/io\.kubernetes\.cri\.sandbox-memory: "-5"/);
   });
 });
 
