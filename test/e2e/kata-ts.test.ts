@@ -274,10 +274,19 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
     }
   });
 
-  it('refuses --net-host: a VM cannot share the host network namespace', async () => {
+  it('refuses --net-host, a VM cannot share the host network namespace, unless configured to isolate it', async () => {
     const r = await run(['--net-host', BUSYBOX_IMAGE, newId(), 'true']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/host's network namespace.*cannot share/);
+    const dir = mkdtempSync(join(tmpdir(), 'kata-ts-config-'));
+    try {
+      writeFileSync(join(dir, 'isolate.toml'), '[runtime]\nhost_network = "isolate"\n');
+      const isolated = await run(['--net-host', '--runtime-config-path', join(dir, 'isolate.toml'), BUSYBOX_IMAGE, newId(), 'sh', '-c', 'ls /sys/class/net']);
+      expect(isolated.stdout.toString()).toBe('lo\n');
+      expect(isolated.code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('puts two containers of one CRI pod in one shim and one VM', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SpecError } from '../../shim/src/sandbox/errors.js';
-import { planMounts, podNamespacesToJoin, refuseHostNamespaces, type SourceFacts } from '../../shim/src/sandbox/pod-placement.js';
+import { placeHostNamespaces, planMounts, podNamespacesToJoin, type SourceFacts } from '../../shim/src/sandbox/pod-placement.js';
 
 const CRI_SHM = '/var/lib/ctrd/state/io.containerd.grpc.v1.cri/sandboxes/p1/shm';
 const EMPTY_DIR_MEM = '/var/lib/kubelet/pods/uid/volumes/kubernetes.io~empty-dir/cache';
@@ -57,16 +57,28 @@ describe('namespaces', () => {
   const all = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }];
 
   it("refuse a spec that shares the host's network, PID or IPC namespace, saying which", () => {
-    expect(() => refuseHostNamespaces({ linux: { namespaces: all } })).not.toThrow();
+    const spec = { linux: { namespaces: all } };
+    expect(placeHostNamespaces(spec, false)).toEqual({ spec, isolatedNetwork: false });
     let err: unknown;
     try {
-      refuseHostNamespaces({ linux: { namespaces: [{ type: 'uts' }, { type: 'mount' }, { type: 'ipc' }] } });
+      placeHostNamespaces({ linux: { namespaces: [{ type: 'uts' }, { type: 'mount' }, { type: 'ipc' }] } }, false);
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(SpecError);
     expect((err as SpecError).unsupported).toBe(true);
     expect((err as Error).message).toMatch(/host's network, pid namespaces/);
+  });
+
+  it('give a host-network spec an isolated network of its own only where the configuration allows it', () => {
+    const hostNet = { linux: { namespaces: all.filter((ns) => ns.type !== 'network') } };
+    expect(() => placeHostNamespaces(hostNet, false)).toThrow(/host's network namespace/);
+    const placed = placeHostNamespaces(hostNet, true);
+    expect(placed.isolatedNetwork).toBe(true);
+    expect(placed.spec.linux.namespaces).toEqual([...hostNet.linux.namespaces, { type: 'network' }]);
+    expect(hostNet.linux.namespaces).toHaveLength(4); // the caller's spec is left as it was
+    // The host's PID namespace stays out of reach whatever the configuration says.
+    expect(() => placeHostNamespaces({ linux: { namespaces: [{ type: 'ipc' }, { type: 'uts' }] } }, true)).toThrow(/host's pid namespace/);
   });
 
   it("are joined from the pod where a member's spec names them", () => {

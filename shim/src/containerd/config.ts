@@ -50,6 +50,7 @@ export const KEYS: Record<string, KeySpec> = {
   'runtime.shutdown_timeout': { kind: 'number', min: 0, apply: (s, v: number) => (s.shutdownTimeoutMs = secs(v)) },
   'runtime.run_root': { kind: 'string', apply: (s, v: string) => (s.runRoot = v) },
   'runtime.internetworking_model': { kind: 'string', oneOf: ['tcfilter', 'none'], apply: (s, v: 'tcfilter') => (s.networkModel = v) },
+  'runtime.host_network': { kind: 'string', oneOf: ['refuse', 'isolate'], apply: (s, v: 'refuse') => (s.hostNetwork = v) },
   'runtime.debug': { kind: 'boolean', apply: (s, v: boolean) => (s.debug = s.debug || v) },
   'runtime.enable_annotations': { kind: 'strings', apply: () => undefined },
 };

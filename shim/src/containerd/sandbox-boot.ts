@@ -11,6 +11,7 @@ import { sandboxNameOnHost } from './ids.js';
 import { defaultShimSettings, SHIPPED_CONFIG_PATH } from './shim-settings.js';
 import type { OciSpecLike } from './task-service.js';
 import { podSandboxResources, sizeVm } from './vm-sizing.js';
+import { placeHostNamespaces } from '../sandbox/pod-placement.js';
 import { containerKind } from './annotations.js';
 
 export interface SandboxRequest {
@@ -29,6 +30,8 @@ export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logg
   const config = loadConfig(defaultShimSettings(debug), req.configPath, [DEFAULT_CONFIG_PATH, SHIPPED_CONFIG_PATH]);
   const settings = applyAnnotations(config, req.spec.annotations);
   log.info('configuration', { source: config.source });
+  // Before the VM boots: no VM for a spec no VM can run (Create reports it).
+  placeHostNamespaces(req.spec, settings.hostNetwork === 'isolate');
   await ensureRunRoot(settings);
   await recordRunRoot(req.bundle, settings.runRoot);
   // A pod's VM holds all its containers: sized by the pod's limits, not its pause container's.

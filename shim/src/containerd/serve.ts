@@ -11,7 +11,6 @@ import { createLogger, type Logger } from '../../../common/log.js';
 import { containerKind } from './annotations.js';
 import type { ShimFlags } from './flags.js';
 import { isValidId } from './ids.js';
-import { refuseHostNamespaces } from '../sandbox/pod-placement.js';
 import { bootSandbox, type SandboxRequest } from './sandbox-boot.js';
 import type { OciSpecLike, PreparedSandbox } from './task-service.js';
 
@@ -49,7 +48,6 @@ async function sandboxAhead(flags: ShimFlags, spec: OciSpecLike, log: Logger): P
   const bundle = process.cwd();
   try {
     if (!isValidId(flags.id) || containerKind(spec.annotations) === 'pod-container') return undefined;
-    refuseHostNamespaces(spec); // Create reports it
     const options = readStartOptions();
     const configPath = options.length > 0 ? (await import('./runtime-options.js')).configPathFromStartOptions(options) : undefined;
     return { namespace: flags.namespace, sandboxId: flags.id, bundle, spec, configPath };

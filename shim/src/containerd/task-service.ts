@@ -9,7 +9,7 @@ import { ConfigError } from './config.js';
 import { SizeAnnotationError } from './vm-sizing.js';
 import { SHIM_VERSION } from './version.js';
 import { AgentCallError, SandboxDeadError, SpecError } from '../sandbox/errors.js';
-import { refuseHostNamespaces, type PodRole, type SpecLike } from '../sandbox/pod-placement.js';
+import { placeHostNamespaces, type PodRole, type SpecLike } from '../sandbox/pod-placement.js';
 import type { ProcessHandle } from '../sandbox/process-handle.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxRequest } from './sandbox-boot.js';
@@ -166,8 +166,6 @@ export class TaskService {
     } catch (err) {
       throw new TtrpcError(Code.INVALID_ARGUMENT, `cannot read the OCI spec of ${req.id}: ${(err as Error).message}`);
     }
-    // Before anything boots or mounts: what no VM can give fails at once.
-    refuseHostNamespaces(spec);
     const rootPath = spec.root?.path ?? 'rootfs';
     const rootfs = isAbsolute(rootPath) ? rootPath : join(req.bundle, rootPath);
     const log = this.deps.log.child({ id: req.id });
@@ -177,7 +175,9 @@ export class TaskService {
       stdio = await this.#openStdio(req, req.id, log);
       const sandbox = await this.#sandboxFor(req.id, req.bundle, spec, runtimeConfigPath(req.options));
       await recordRunRoot(req.bundle, sandbox.runRoot);
-      await sandbox.createContainer(req.id, { spec, rootfs, role: POD_ROLES[containerKind(spec.annotations)] });
+      const placed = placeHostNamespaces(spec, sandbox.hostNetwork === 'isolate');
+      if (placed.isolatedNetwork) log.warn('the task asks for the host network; it runs on an isolated guest network instead, as [runtime] host_network = "isolate" allows');
+      await sandbox.createContainer(req.id, { spec: placed.spec, rootfs, role: POD_ROLES[containerKind(spec.annotations)] });
       const task: Task = {
         id: req.id,
         bundle: req.bundle,

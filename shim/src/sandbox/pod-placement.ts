@@ -74,19 +74,24 @@ export function planMounts(mounts: readonly SpecMount[], facts: (source: string)
 }
 
 /**
- * Fails for a spec that asks for the host's network, PID or IPC namespace: no VM can give those.
- * For containerd a namespace missing from the spec is the host's (runc stays in it); the sandbox
- * library alone takes it as the guest's, so only the containerd layer calls this.
+ * What a VM can make of a spec's namespaces. For containerd a namespace missing from the spec is
+ * the host's (runc stays in it), and no VM can give the host's network, PID or IPC namespace: that
+ * fails, unless `isolateHostNetwork` allows running a host-network spec on an isolated guest
+ * network, and then the spec comes back with a network namespace of its own. The sandbox library
+ * alone takes a missing namespace as the guest's, so only the containerd layer calls this.
  */
-export function refuseHostNamespaces(spec: SpecLike): void {
+export function placeHostNamespaces<T extends SpecLike>(spec: T, isolateHostNetwork: boolean): { spec: T; isolatedNetwork: boolean } {
   const present = new Set((spec.linux?.namespaces ?? []).map((ns) => ns.type));
-  const missing = REQUIRED_NAMESPACES.filter((type) => !present.has(type));
+  const missing = REQUIRED_NAMESPACES.filter((type) => !present.has(type) && !(type === 'network' && isolateHostNetwork));
   if (missing.length > 0)
     throw new SpecError(
       `the spec shares the host's ${missing.join(', ')} namespace${missing.length > 1 ? 's' : ''} (hostNetwork, hostPID or hostIPC; ctr --net-host); ` +
         'a container in a VM cannot share namespaces with the host',
       true,
     );
+  if (present.has('network')) return { spec, isolatedNetwork: false };
+  const linux = { ...spec.linux, namespaces: [...(spec.linux?.namespaces ?? []), { type: 'network' }] };
+  return { spec: { ...spec, linux }, isolatedNetwork: true };
 }
 
 /** The namespace types a pod member joins: those its spec names a path for (its sandbox's). */

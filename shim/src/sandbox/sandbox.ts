@@ -82,6 +82,11 @@ export class Sandbox {
     return this.settings.runRoot;
   }
 
+  /** What its configuration says of a container that asks for the host's network. */
+  get hostNetwork(): SandboxSettings['hostNetwork'] {
+    return this.settings.hostNetwork;
+  }
+
   /** Boots the VM, waits for the agent and creates the sandbox in the guest. Leaves nothing behind on failure. */
   static async start(id: string, settings: SandboxSettings, log: Logger, opts: StartOptions = {}): Promise<Sandbox> {
     const probe = opts.probe ?? probeHost();

@@ -33,6 +33,8 @@ export interface SandboxSettings {
   networkModel: 'tcfilter' | 'none';
   /** Never use vhost-net, even where /dev/vhost-net exists. */
   disableVhostNet: boolean;
+  /** A spec on the host's network: refused, or run on an isolated guest network (logged). */
+  hostNetwork: 'refuse' | 'isolate';
 }
 
 export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'> = {
@@ -55,4 +57,5 @@ export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'>
   debug: false,
   networkModel: 'tcfilter',
   disableVhostNet: false,
+  hostNetwork: 'refuse',
 };
