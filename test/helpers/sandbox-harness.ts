@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createLogger } from '../../common/log.js';
-import { ensureRunRoot, Sandbox } from '../../shim/src/sandbox/sandbox.js';
+import { ensureRunRoot, Sandbox, type StartOptions } from '../../shim/src/sandbox/sandbox.js';
 import { DEFAULT_SETTINGS, type SandboxSettings } from '../../shim/src/sandbox/settings.js';
 
 export const REPO = resolve(import.meta.dirname, '../..');
@@ -24,10 +24,10 @@ export function testSettings(overrides: Partial<SandboxSettings> = {}): SandboxS
 const log = createLogger({ level: process.env.KATA_TS_TEST_LOG === 'debug' ? 'debug' : 'error' });
 let counter = 0;
 
-export async function startSandbox(overrides: Partial<SandboxSettings> = {}): Promise<Sandbox> {
+export async function startSandbox(overrides: Partial<SandboxSettings> = {}, options: StartOptions = {}): Promise<Sandbox> {
   const settings = testSettings(overrides);
   await ensureRunRoot(settings);
-  return Sandbox.start(`t${process.pid}-${++counter}`, settings, log);
+  return Sandbox.start(`t${process.pid}-${++counter}`, settings, log, options);
 }
 
 /** Every process, mount, socket and directory the sandbox had; all must be gone after stop(). */

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentCallError, SandboxDeadError } from '../../shim/src/sandbox/errors.js';
 import { defaultSpec } from '../../shim/src/sandbox/default-spec.js';
 import { processSpec } from '../../shim/src/sandbox/default-spec.js';
@@ -163,6 +163,38 @@ describe('a sandbox that cannot boot', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a sandbox on a CNI-style network namespace', () => {
+  const netns = `kt-int-${process.pid}`;
+  const netnsPath = `/var/run/netns/${netns}`;
+  const inNetns = (...args: string[]) => execFileSync('ip', ['netns', 'exec', netns, ...args]).toString();
+  beforeAll(() => {
+    execFileSync('ip', ['netns', 'add', netns]);
+    // A veth with its peer in the host namespace, addressed as the bridge plugin would.
+    execFileSync('ip', ['link', 'add', `ktint${process.pid % 10000}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
+    inNetns('ip', 'addr', 'add', '10.250.0.2/24', 'dev', 'eth0');
+    inNetns('ip', 'link', 'set', 'eth0', 'up');
+  });
+  afterAll(() => {
+    execFileSync('ip', ['netns', 'del', netns]); // takes the veth pair with it
+  });
+
+  it('gives the guest the interface, and takes the tap and the mirror away when the boot fails', async () => {
+    await expect(startSandbox({ kernelPath: '/nonexistent/vmlinux' }, { netnsPath })).rejects.toThrow(/nonexistent/);
+    expect(inNetns('ip', '-o', 'link', 'show')).not.toMatch(/tap\d+_kt/);
+    expect(inNetns('tc', 'qdisc', 'show', 'dev', 'eth0')).not.toMatch(/ingress/);
+
+    sandbox = await startSandbox({}, { netnsPath });
+    expect(inNetns('ip', '-o', 'link', 'show')).toMatch(/tap0_kt/);
+    await sandbox.stop();
+    expect(inNetns('ip', '-o', 'link', 'show')).not.toMatch(/tap\d+_kt/);
+    expect(inNetns('tc', 'qdisc', 'show', 'dev', 'eth0')).not.toMatch(/ingress/);
+  });
+
+  it('fails at once with a clear error when the namespace is gone', async () => {
+    await expect(startSandbox({}, { netnsPath: '/var/run/netns/kt-no-such-netns' })).rejects.toThrow(/network namespace \/var\/run\/netns\/kt-no-such-netns is gone/);
   });
 });
 
