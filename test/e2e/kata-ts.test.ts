@@ -289,6 +289,19 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
     }
   });
 
+  it('reports the task exited when its virtiofsd is killed, and removes cleanly after', async () => {
+    const id = newId();
+    expect((await ctrd.ctr(['run', '-d', '--runtime', KATA, BUSYBOX_IMAGE, id, 'sleep', '600'])).code).toBe(0);
+    const virtiofsd = sandboxProcesses().find((p) => p.cmd.includes('virtiofsd') && p.cmd.includes(`${id}@`));
+    expect(virtiofsd).toBeDefined();
+    const killedAt = Date.now();
+    process.kill(virtiofsd!.pid, 'SIGKILL');
+    await eventually(async () => (await taskStatus(id)) === 'STOPPED', 15_000);
+    expect(Date.now() - killedAt).toBeLessThan(10_000);
+    expect((await ctrd.ctr(['task', 'rm', id])).code).toBe(0);
+    expect((await ctrd.ctr(['container', 'rm', id])).code).toBe(0);
+  });
+
   it('puts two containers of one CRI pod in one shim and one VM', async () => {
     const pod = newId();
     const child = newId();

@@ -1,6 +1,8 @@
 // A QMP client: greeting, capability negotiation, commands matched to their
 // replies by id, and events. It speaks the protocol only; what to ask QEMU
-// is the caller's business.
+// is the caller's business. Every command has a deadline, a line is bounded,
+// and input that is not QMP ends the connection with an error: a wedged or
+// misbehaving QEMU fails its callers, never the process.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 
@@ -21,10 +23,33 @@ export class QmpError extends Error {
   }
 }
 
+/** QEMU's replies and events are small; a line this long is not QMP. */
+export const MAX_LINE_BYTES = 1024 * 1024;
+export const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
+
+export class QmpProtocolError extends Error {
+  constructor(message: string) {
+    super(`QMP: ${message}`);
+    this.name = 'QmpProtocolError';
+  }
+}
+
 interface Pending {
   command: string;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+function parseLine(line: string): Record<string, unknown> {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(line);
+  } catch {
+    throw new QmpProtocolError(`not JSON: ${line.slice(0, 200)}`);
+  }
+  if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) throw new QmpProtocolError(`not an object: ${line.slice(0, 200)}`);
+  return msg as Record<string, unknown>;
 }
 
 export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
@@ -32,6 +57,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
   readonly #pending = new Map<string, Pending>();
   #buffer = '';
   #closed = false;
+  #failure: Error | undefined;
 
   private constructor(private readonly socket: net.Socket) {
     super();
@@ -53,6 +79,11 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
       const onData = (chunk: Buffer) => {
         data += chunk.toString('utf8');
         const nl = data.indexOf('\n');
+        if (nl < 0 && data.length > MAX_LINE_BYTES) {
+          clearTimeout(timer);
+          socket.destroy();
+          reject(new QmpProtocolError(`a greeting of more than ${MAX_LINE_BYTES} bytes`));
+        }
         if (nl < 0) return;
         clearTimeout(timer);
         socket.off('data', onData);
@@ -67,31 +98,51 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
       socket.on('data', onData);
       socket.once('error', onError);
     });
-    if (!('QMP' in (JSON.parse(greeting) as object))) {
+    let parsed: Record<string, unknown>;
+    try {
+      parsed = parseLine(greeting);
+    } catch (err) {
       socket.destroy();
-      throw new Error(`unexpected QMP greeting: ${greeting}`);
+      throw err;
+    }
+    if (!('QMP' in parsed)) {
+      socket.destroy();
+      throw new QmpProtocolError(`unexpected greeting: ${greeting.slice(0, 200)}`);
     }
     const client = new QmpClient(socket);
     await client.execute('qmp_capabilities');
     return client;
   }
 
-  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
-    if (this.#closed) return Promise.reject(new Error(`QMP ${command}: connection closed`));
+  /** Runs a command; rejects if QEMU does not answer within timeoutMs. */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error(`QMP ${command}: connection closed${this.#failure ? ` (${this.#failure.message})` : ''}`));
     const id = String(this.#nextId++);
     return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject });
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new Error(`QMP ${command}: no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
       this.socket.write(JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id }) + '\n');
     });
   }
 
   #onData(chunk: string): void {
     this.#buffer += chunk;
-    let nl: number;
-    while ((nl = this.#buffer.indexOf('\n')) >= 0) {
-      const line = this.#buffer.slice(0, nl).trim();
-      this.#buffer = this.#buffer.slice(nl + 1);
-      if (line) this.#onMessage(JSON.parse(line) as Record<string, unknown>);
+    try {
+      let nl: number;
+      while ((nl = this.#buffer.indexOf('\n')) >= 0) {
+        const line = this.#buffer.slice(0, nl).trim();
+        this.#buffer = this.#buffer.slice(nl + 1);
+        if (line) this.#onMessage(parseLine(line));
+      }
+      if (this.#buffer.length > MAX_LINE_BYTES) throw new QmpProtocolError(`a line of more than ${MAX_LINE_BYTES} bytes`);
+    } catch (err) {
+      // Not QMP: this connection is over; its callers learn why.
+      this.#failure = err as Error;
+      this.#buffer = '';
+      this.socket.destroy();
     }
   }
 
@@ -104,6 +155,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     const pending = id ? this.#pending.get(id) : undefined;
     if (!pending) return;
     this.#pending.delete(id!);
+    clearTimeout(pending.timer);
     if ('error' in msg) {
       const err = msg.error as { class?: string; desc?: string };
       pending.reject(new QmpError(pending.command, err.class ?? 'GenericError', err.desc ?? 'unknown error'));
@@ -114,7 +166,10 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
 
   #onClose(): void {
     this.#closed = true;
-    for (const p of this.#pending.values()) p.reject(new Error(`QMP ${p.command}: connection closed`));
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(this.#failure ? new QmpProtocolError(`${p.command}: ${this.#failure.message}`) : new Error(`QMP ${p.command}: connection closed`));
+    }
     this.#pending.clear();
     this.emit('close');
   }

@@ -51,6 +51,13 @@ export class QemuVm implements Vmm {
       this.#console = new ConsoleFollower(description.consoleLogPath, (line) => log.debug('guest console', { line }));
       this.#console.start();
     }
+    // The guest cannot live without its shared filesystem: a virtiofsd that dies under a running
+    // VM takes the VM with it, so every waiter learns at once that the sandbox is gone.
+    virtiofsd?.process.once('exit', (code, signal) => {
+      if (this.#stopping || !this.running) return;
+      log.error('virtiofsd died under a running VM; stopping the VM', { code, signal, stderr: virtiofsd.stderr() || undefined });
+      this.process.kill('SIGKILL');
+    });
     this.exited = exitOf(process).then((status) => {
       this.#exitedAt = performance.now();
       const level = this.#stopping ? 'debug' : 'warn';
