@@ -117,6 +117,14 @@ describe('a container in a sandbox VM', () => {
     expect(text).toContain('40 100');
   });
 
+  it('names a root filesystem that is not there, and leaves nothing of the container behind', async () => {
+    sandbox = await startSandbox();
+    await expect(sandbox.createContainer('gone', { spec: defaultSpec({ args: ['true'] }), rootfs: '/no/such/dir' })).rejects.toThrow(
+      /container gone: its root filesystem \/no\/such\/dir is not a folder on the host/,
+    );
+    // afterEach checks the sandbox stops with no mount, folder or process left.
+  });
+
   it('fails fast with a clear error for a command that does not exist', async () => {
     sandbox = await startSandbox();
     const started = Date.now();

@@ -56,6 +56,16 @@ describe('annotations', () => {
     );
   });
 
+  it('keep the sizes they set within the configured ceilings, and whole', () => {
+    const vcpus = 'io.katacontainers.config.hypervisor.default_vcpus';
+    const memory = 'io.katacontainers.config.hypervisor.default_memory';
+    expect(applyAnnotations(config, { [vcpus]: '4', [memory]: '4096' })).toMatchObject({ cpus: 4, memoryMiB: 4096 });
+    expect(() => applyAnnotations(config, { [vcpus]: '64' })).toThrow(/default_vcpus: asks for 64 vCPUs, more than hypervisor.default_maxvcpus \(4\)/);
+    expect(() => applyAnnotations(config, { [memory]: '1e9' })).toThrow(/default_memory: asks for 1000000000 MiB, more than hypervisor.default_maxmemory/);
+    expect(() => applyAnnotations(config, { [vcpus]: '1.5' })).toThrow(/must be a whole number/);
+    expect(() => applyAnnotations(config, { [memory]: '' })).toThrow(/must be a number/);
+  });
+
   it('refuse unknown keys and bad values', () => {
     expect(() => applyAnnotations(config, { 'io.katacontainers.config.hypervisor.bogus': '1' })).toThrow(/unknown annotation/);
     expect(() => applyAnnotations(config, { 'io.katacontainers.config.hypervisor.default_vcpus': 'many' })).toThrow(/must be a number/);

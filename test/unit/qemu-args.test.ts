@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { qemuValue, renderQemuArgs } from '../../shim/src/hypervisor/qemu-args.js';
+import { guestCmdline } from '../../shim/src/sandbox/sandbox.js';
 import type { VmDescription } from '../../shim/src/hypervisor/vm-description.js';
 
 const base: VmDescription = {
@@ -83,5 +84,17 @@ describe('renderQemuArgs', () => {
 
   it('refuses a rootfs image that is not a multiple of 2 MiB', () => {
     expect(() => renderQemuArgs({ ...base, rootfsImage: { path: '/i/x.img', sizeBytes: 3 * 1024 * 1024 } })).toThrow(/multiple of 2 MiB/);
+  });
+});
+
+describe('guestCmdline', () => {
+  const settings = { debug: false, kernelParams: ['extra=1'] };
+
+  it('keeps the guest kernel hardened under KVM: the speed knobs that cost it are for TCG only', () => {
+    const kvm = guestCmdline('kvm', 'vsock', settings);
+    for (const knob of ['mitigations=off', 'nokaslr', 'init_on_alloc=0', 'lsm=none']) expect(kvm).not.toContain(knob);
+    expect(guestCmdline('tcg', 'serial', settings)).toEqual(expect.arrayContaining(['mitigations=off', 'nokaslr', 'init_on_alloc=0', 'lsm=none']));
+    expect(kvm).toEqual(expect.arrayContaining(['root=/dev/pmem0', 'kata_ts.channel=vsock', 'kata_ts.accel=kvm']));
+    expect(kvm.at(-1)).toBe('extra=1');
   });
 });

@@ -2,6 +2,7 @@
 // rootfs directory, streams its output and prints where the boot time went.
 //   kata-ts-run [--rootfs DIR] [--tty] [--accel auto|kvm|tcg] [--channel auto|vsock|serial] [--debug] -- COMMAND [ARG...]
 import { parseArgs } from 'node:util';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createLogger } from '../../../common/log.js';
@@ -42,6 +43,8 @@ async function main(): Promise<number> {
     return 0;
   }
   if (positionals.length === 0) throw new UsageError('no command given');
+  // Before a VM boots for nothing.
+  if (!statSync(values.rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--rootfs ${values.rootfs} is not a folder`);
   const log = createLogger({ level: values.debug ? 'debug' : 'warn' });
   const settings: SandboxSettings = {
     ...DEFAULT_SETTINGS,

@@ -25,6 +25,8 @@ interface KeySpec {
   apply: (s: SandboxSettings, v: never) => void;
   oneOf?: readonly string[];
   min?: number;
+  /** Whole numbers only (vCPUs, MiB). */
+  integer?: boolean;
 }
 
 const secs = (v: number) => v * 1000;
@@ -37,10 +39,10 @@ export const KEYS: Record<string, KeySpec> = {
   'hypervisor.image': { kind: 'string', apply: (s, v: string) => (s.imagePath = v) },
   'hypervisor.kernel_params': { kind: 'string', apply: (s, v: string) => (s.kernelParams = v.split(/\s+/).filter(Boolean)) },
   'hypervisor.accel': { kind: 'string', oneOf: ['auto', 'kvm', 'tcg'], apply: (s, v: AccelSetting) => (s.accel = v) },
-  'hypervisor.default_vcpus': { kind: 'number', min: 1, apply: (s, v: number) => (s.cpus = v) },
-  'hypervisor.default_maxvcpus': { kind: 'number', min: 1, apply: (s, v: number) => (s.maxCpus = v) },
-  'hypervisor.default_memory': { kind: 'number', min: 64, apply: (s, v: number) => (s.memoryMiB = v) },
-  'hypervisor.default_maxmemory': { kind: 'number', min: 64, apply: (s, v: number) => (s.maxMemoryMiB = v) },
+  'hypervisor.default_vcpus': { kind: 'number', min: 1, integer: true, apply: (s, v: number) => (s.cpus = v) },
+  'hypervisor.default_maxvcpus': { kind: 'number', min: 1, integer: true, apply: (s, v: number) => (s.maxCpus = v) },
+  'hypervisor.default_memory': { kind: 'number', min: 64, integer: true, apply: (s, v: number) => (s.memoryMiB = v) },
+  'hypervisor.default_maxmemory': { kind: 'number', min: 64, integer: true, apply: (s, v: number) => (s.maxMemoryMiB = v) },
   'hypervisor.tcg_translation_buffer': { kind: 'number', min: 8, apply: (s, v: number) => (s.tcgTranslationBufferMiB = v) },
   'hypervisor.virtio_fs_cache': { kind: 'string', oneOf: ['auto', 'always', 'none'], apply: (s, v: 'auto') => (s.virtiofsCache = v) },
   'hypervisor.disable_vhost_net': { kind: 'boolean', apply: (s, v: boolean) => (s.disableVhostNet = v) },
@@ -69,6 +71,7 @@ function checkValue(key: string, spec: KeySpec, value: unknown): unknown {
       const n = typeof value === 'bigint' ? Number(value) : value;
       if (typeof n !== 'number' || !Number.isFinite(n)) throw bad('must be a number');
       if (spec.min !== undefined && n < spec.min) throw bad(`must be at least ${spec.min}`);
+      if (spec.integer && !Number.isInteger(n)) throw bad('must be a whole number');
       return n;
     }
     case 'boolean':
@@ -143,8 +146,14 @@ export function applyAnnotations(config: LoadedConfig, annotations: Record<strin
     const spec = KEYS[key];
     if (!spec) throw new ConfigError(name, 'unknown annotation');
     if (!config.enabledAnnotations.includes(key)) throw new ConfigError(name, `not allowed; runtime.enable_annotations in ${config.source} permits: ${config.enabledAnnotations.join(', ') || 'none'}`);
-    const value = spec.kind === 'number' ? Number(raw) : spec.kind === 'boolean' ? raw === 'true' : spec.kind === 'strings' ? raw.split(',') : raw;
+    const value = spec.kind === 'number' ? (raw.trim() === '' ? Number.NaN : Number(raw)) : spec.kind === 'boolean' ? raw === 'true' : spec.kind === 'strings' ? raw.split(',') : raw;
     spec.apply(settings, checkValue(name, spec, value) as never);
   }
+  // A pod may size its VM only within the ceilings the host's configuration sets.
+  const ceiling = (annotation: string, asked: number, limitKey: string, limit: number, unit: string) => {
+    if (annotations?.[annotation] !== undefined && asked > limit) throw new ConfigError(annotation, `asks for ${asked} ${unit}, more than ${limitKey} (${limit}) in ${config.source} allows`);
+  };
+  ceiling(`${ANNOTATION_PREFIX}hypervisor.default_vcpus`, settings.cpus, 'hypervisor.default_maxvcpus', settings.maxCpus, 'vCPUs');
+  ceiling(`${ANNOTATION_PREFIX}hypervisor.default_memory`, settings.memoryMiB, 'hypervisor.default_maxmemory', settings.maxMemoryMiB, 'MiB');
   return settings;
 }

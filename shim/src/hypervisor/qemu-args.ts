@@ -129,19 +129,22 @@ export const FAST_BOOT_CMDLINE = [
   'quiet',
   'panic=-1',
   'cryptomgr.notests',
-  'init_on_alloc=0',
-  'mitigations=off',
   'audit=0',
-  'lsm=none',
   'tsc=reliable',
   'no_timer_check',
   '8250.nr_uarts=1',
   'random.trust_cpu=on',
-  'nokaslr',
   'noapictimer',
   'rcupdate.rcu_expedited=1',
   'swiotlb=noforce',
 ];
+
+/**
+ * Knobs that buy boot time with the guest kernel's own defences (speculation mitigations, KASLR,
+ * zeroed allocations, LSMs). Only where emulation makes every instruction count (TCG), and never
+ * under KVM, where the guest kernel is the boundary a container meets first.
+ */
+export const TCG_ONLY_CMDLINE = ['mitigations=off', 'nokaslr', 'init_on_alloc=0', 'lsm=none'];
 
 /** The rootfs is the nvdimm's pmem device, mounted read-only with DAX; no initramfs. */
 export const ROOTFS_CMDLINE = ['root=/dev/pmem0', 'rootfstype=ext4', 'rootflags=dax', 'ro', 'init=/sbin/init'];

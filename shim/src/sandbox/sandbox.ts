@@ -7,11 +7,12 @@ import type net from 'node:net';
 import type { Logger } from '../../../common/log.js';
 import { loadNative, type NativeAddon } from '../../../native/native.js';
 import { chooseAccel, chooseChannel, probeHost, type HostProbe } from '../hypervisor/accel.js';
-import { FAST_BOOT_CMDLINE, ROOTFS_CMDLINE } from '../hypervisor/qemu-args.js';
+import { FAST_BOOT_CMDLINE, ROOTFS_CMDLINE, TCG_ONLY_CMDLINE } from '../hypervisor/qemu-args.js';
 import { QemuVm } from '../hypervisor/vm.js';
 import type { LaunchVmm, Vmm } from '../hypervisor/vmm.js';
 import type { AgentChannel, VmDescription } from '../hypervisor/vm-description.js';
 import type { AgentClient } from './agent-client.js';
+import { SpecError } from './errors.js';
 import type { ContainerStats, ProcessInfo } from '../../../proto/gen/agent.js';
 import { bindMount, inspectSource, makeSharedMountPoint, shareSource, unmountAndRemove, unshareSource } from './host-mounts.js';
 import { planMounts, podNamespacesToJoin, type PodRole, type SpecLike } from './pod-placement.js';
@@ -105,6 +106,7 @@ export class Sandbox {
         ? { kind: 'vsock', guestCid: randomInt(3, 0x7fffffff) }
         : { kind: 'serial', socketPath: agentSocket, portName: SERIAL_PORT_NAME };
     const image = await stat(settings.imagePath);
+    log.info('guest kernel command line', { sandbox: id, cmdline: guestCmdline(accel.value, channel.value, settings).join(' ') });
     const description: VmDescription = {
       name,
       qemuBinary: settings.qemuBinary,
@@ -118,14 +120,7 @@ export class Sandbox {
       ...(settings.firmware ? { firmware: settings.firmware } : {}),
       kernel: {
         path: settings.kernelPath,
-        cmdline: [
-          ...FAST_BOOT_CMDLINE,
-          ...ROOTFS_CMDLINE,
-          `kata_ts.channel=${channel.value}`,
-          `kata_ts.accel=${accel.value}`,
-          ...(settings.debug ? ['kata_ts.log=debug'] : []),
-          ...settings.kernelParams,
-        ],
+        cmdline: guestCmdline(accel.value, channel.value, settings),
       },
       rootfsImage: { path: settings.imagePath, sizeBytes: image.size },
       sharedFs: { socketPath: join(vmDir, 'virtiofsd.sock'), tag: SHARED_FS_TAG },
@@ -219,8 +214,10 @@ export class Sandbox {
     const spec = o.spec as SpecLike;
     const role = o.role ?? 'standalone';
     const plan = planMounts(spec.mounts ?? [], inspectSource);
-    await bindMount(this.native, o.rootfs, this.#rootfsTarget(containerId));
+    const rootfs = inspectSource(o.rootfs);
+    if (!rootfs?.isDirectory) throw new SpecError(`container ${containerId}: its root filesystem ${o.rootfs} is not a folder on the host`);
     try {
+      await bindMount(this.native, o.rootfs, this.#rootfsTarget(containerId));
       for (const m of plan) if (m.kind === 'share') await shareSource(this.native, m.source, join(this.sharedDir, Sandbox.#mountShare(containerId, m.index)), m);
       await this.agent.call('createContainer', {
         containerId,
@@ -321,6 +318,19 @@ export class Sandbox {
     })();
     return this.#stopped;
   }
+}
+
+/** The guest kernel's command line: the speed knobs that cost hardening only under TCG. */
+export function guestCmdline(accel: 'kvm' | 'tcg', channel: string, settings: Pick<SandboxSettings, 'debug' | 'kernelParams'>): string[] {
+  return [
+    ...FAST_BOOT_CMDLINE,
+    ...(accel === 'tcg' ? TCG_ONLY_CMDLINE : []),
+    ...ROOTFS_CMDLINE,
+    `kata_ts.channel=${channel}`,
+    `kata_ts.accel=${accel}`,
+    ...(settings.debug ? ['kata_ts.log=debug'] : []),
+    ...settings.kernelParams,
+  ];
 }
 
 export async function ensureRunRoot(settings: SandboxSettings): Promise<void> {
