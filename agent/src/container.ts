@@ -32,18 +32,19 @@ export class Container {
     private readonly paths: ContainerPaths,
     private readonly native: NativeAddon,
     private readonly log: Logger,
+    private readonly outputFlushMs: number,
   ) {
-    this.#processes.set(MAIN, new GuestProcess(id, MAIN, native, log));
+    this.#processes.set(MAIN, new GuestProcess(id, MAIN, native, log, outputFlushMs));
   }
 
   /** Writes the guest bundle and checks that the process can be run. */
-  static async create(id: string, spec: OciSpec, paths: ContainerPaths, native: NativeAddon, log: Logger): Promise<Container> {
+  static async create(id: string, spec: OciSpec, paths: ContainerPaths, native: NativeAddon, log: Logger, outputFlushMs: number): Promise<Container> {
     const rootfs = spec.root!.path;
     const process = spec.process!;
     await checkExecutable(rootfs, process.args![0]!, process.env, process.cwd);
     await mkdir(paths.bundleDir, { recursive: true });
     await writeFile(join(paths.bundleDir, 'config.json'), JSON.stringify(spec));
-    return new Container(id, spec, paths, native, log);
+    return new Container(id, spec, paths, native, log, outputFlushMs);
   }
 
   get main(): GuestProcess {
@@ -111,7 +112,7 @@ export class Container {
     const files = this.#files(execId);
     await writeFile(files.processFile, JSON.stringify(process));
     const terminal = process.terminal === true;
-    const guest = new GuestProcess(this.id, execId, this.native, this.log);
+    const guest = new GuestProcess(this.id, execId, this.native, this.log, this.outputFlushMs);
     this.#processes.set(execId, guest);
     try {
       return await guest.start({

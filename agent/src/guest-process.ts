@@ -48,6 +48,8 @@ export class GuestProcess {
     readonly execId: string,
     private readonly native: NativeAddon,
     private readonly log: Logger,
+    /** How long output may still arrive after the exit (a background child can hold it open for ever). */
+    private readonly outputFlushMs: number,
   ) {
     const name = execId ? `process ${execId} of container ${containerId}` : `container ${containerId}`;
     this.stdout = new OutputPipe(`stdout of ${name}`);
@@ -136,10 +138,25 @@ export class GuestProcess {
     return new AgentError(grpcStatus.FAILED_PRECONDITION, `crun failed to start the process (status ${exit.status}): ${crunLog || 'no message'}`);
   }
 
-  /** Exit status and time, once the process exited and its output was fully handed to the readers. */
+  /**
+   * Exit status and time, once the process exited and its output was handed to the readers: all
+   * of it up to EOF, or what came within outputFlushMs of the exit, when something the process
+   * left behind keeps its output open. Then the output is cut, and the exit is never held back.
+   */
   wait(): Promise<ExitInfo> {
     if (!this.#exit) throw failedPrecondition(`${this.stdout.name.replace('stdout of ', '')} was not started`);
-    this.#waited ??= Promise.all([this.#exit, this.stdout.done, this.stderr.done]).then(([exit]) => {
+    this.#waited ??= this.#exit.then(async (exit) => {
+      let timer: NodeJS.Timeout | undefined;
+      const flushed = await Promise.race([
+        Promise.all([this.stdout.done, this.stderr.done]).then(() => true),
+        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.outputFlushMs))),
+      ]);
+      clearTimeout(timer);
+      if (!flushed) {
+        this.log.info('output still open after the exit; cut', { container: this.containerId, exec: this.execId || undefined, flushMs: this.outputFlushMs });
+        this.stdout.cut();
+        this.stderr.cut();
+      }
       this.#terminal?.destroy();
       return exit;
     });

@@ -91,6 +91,13 @@ export class OutputPipe {
     onReadable();
   }
 
+  /** Ends the stream where it is: the reader gets EOF, and the source is let go. */
+  cut(): void {
+    if (this.#ended) return;
+    this.#source?.destroy();
+    this.#finish();
+  }
+
   #finish(): void {
     if (this.#ended) return;
     this.#ended = true;

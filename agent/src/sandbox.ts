@@ -33,6 +33,9 @@ export interface PodPlacement {
   mountSources: readonly MountSource[];
 }
 
+/** How long output may still come after a process exits, unless the host says otherwise. */
+export const DEFAULT_OUTPUT_FLUSH_MS = 2000;
+
 const STANDALONE: PodPlacement = { podSandbox: false, podNamespaces: [], mountSources: [] };
 
 export const DEFAULT_PATHS: SandboxPaths = {
@@ -57,6 +60,7 @@ export class Sandbox {
   /** Ids whose create is under way, so a concurrent create of the same id fails. */
   readonly #creating = new Set<string>();
   #destroying = false;
+  #outputFlushMs = DEFAULT_OUTPUT_FLUSH_MS;
   /** The pod's sandbox container, whose main process holds the pod's namespaces. */
   #podSandboxId: string | undefined;
   readonly oom: OomWatcher;
@@ -71,7 +75,7 @@ export class Sandbox {
     this.#storage = new PodStorage(paths.sharedMount, paths.podTmpfsDir, native, log);
   }
 
-  async create(id: string, hostname: string, sharedFsTag: string): Promise<string> {
+  async create(id: string, hostname: string, sharedFsTag: string, outputFlushMs = 0): Promise<string> {
     if (this.#id !== undefined) throw alreadyExists(`sandbox ${this.#id}`);
     checkId('sandbox id', id);
     await mkdir(this.paths.sharedMount, { recursive: true });
@@ -85,6 +89,7 @@ export class Sandbox {
     if (hostname) await writeFile('/proc/sys/kernel/hostname', hostname);
     await mkdir(this.paths.containersDir, { recursive: true });
     this.#id = id;
+    if (outputFlushMs > 0) this.#outputFlushMs = outputFlushMs;
     this.log.info('sandbox created', { sandbox: id, shared: sharedFsTag || 'none' });
     return this.paths.sharedMount;
   }
@@ -129,6 +134,7 @@ export class Sandbox {
         },
         this.native,
         this.log.child({ container: id }),
+        this.#outputFlushMs,
       );
       this.#containers.set(id, container);
       if (placement.podSandbox) this.#podSandboxId = id;

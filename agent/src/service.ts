@@ -75,7 +75,7 @@ export function createAgentService(ctx: ServiceContext): AgentServer {
   const empty = {};
   return {
     createSandbox: unary(ctx, 'CreateSandbox', async (req) => ({
-      sharedFsMountPoint: await sandbox.create(req.sandboxId, req.hostname, req.sharedFsTag),
+      sharedFsMountPoint: await sandbox.create(req.sandboxId, req.hostname, req.sharedFsTag, req.outputFlushMs),
     })),
     destroySandbox: unary(ctx, 'DestroySandbox', async (req) => {
       await sandbox.destroy(req.gracePeriodMs);

@@ -289,6 +289,24 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
     }
   });
 
+  it('reports the exit of a process whose background child keeps its output open, within the flush bound', async () => {
+    const t0 = Date.now();
+    const r = await run([BUSYBOX_IMAGE, newId(), 'sh', '-c', 'sleep 100 & echo hi; exit 3']);
+    expect(r.stdout.toString()).toBe('hi\n');
+    expect(r.code).toBe(3);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    const id = newId();
+    expect((await ctrd.ctr(['run', '-d', '--runtime', KATA, BUSYBOX_IMAGE, id, 'sleep', '600'])).code).toBe(0);
+    try {
+      const exec = await ctrd.ctr(['task', 'exec', '--exec-id', 'bg', id, 'sh', '-c', 'sleep 100 & echo from-exec'], { timeoutMs: 30_000 });
+      expect(exec.stdout.toString()).toBe('from-exec\n');
+      expect(exec.code).toBe(0);
+    } finally {
+      await ctrd.ctr(['task', 'rm', '-f', id]);
+      await ctrd.ctr(['container', 'rm', id]);
+    }
+  });
+
   it('reports the task exited when its virtiofsd is killed, and removes cleanly after', async () => {
     const id = newId();
     expect((await ctrd.ctr(['run', '-d', '--runtime', KATA, BUSYBOX_IMAGE, id, 'sleep', '600'])).code).toBe(0);

@@ -90,4 +90,19 @@ describe('OutputPipe', () => {
     expect(sink.ended).toBe(true);
     await pipe.done;
   });
+
+  it('cuts a source that never ends: the reader gets what came and EOF, and the source is let go', async () => {
+    const pipe = new OutputPipe('stdout');
+    const source = new PassThrough();
+    const sink = new FakeSink(10);
+    pipe.attach(sink, () => undefined);
+    pipe.setSource(source);
+    source.write('before the exit');
+    await tick();
+    pipe.cut();
+    await pipe.done;
+    expect(sink.chunks.map(String)).toEqual(['before the exit']);
+    expect(sink.ended).toBe(true);
+    expect(source.destroyed).toBe(true);
+  });
 });

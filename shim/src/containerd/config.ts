@@ -50,6 +50,7 @@ export const KEYS: Record<string, KeySpec> = {
   'agent.boot_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.bootTimeoutMs = secs(v)) },
   'agent.call_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.callTimeoutMs = secs(v)) },
   'runtime.shutdown_timeout': { kind: 'number', min: 0, apply: (s, v: number) => (s.shutdownTimeoutMs = secs(v)) },
+  'runtime.output_flush_timeout': { kind: 'number', min: 0.1, apply: (s, v: number) => (s.outputFlushMs = Math.round(secs(v))) },
   'runtime.run_root': { kind: 'string', apply: (s, v: string) => (s.runRoot = v) },
   'runtime.internetworking_model': { kind: 'string', oneOf: ['tcfilter', 'none'], apply: (s, v: 'tcfilter') => (s.networkModel = v) },
   'runtime.host_network': { kind: 'string', oneOf: ['refuse', 'isolate'], apply: (s, v: 'refuse') => (s.hostNetwork = v) },

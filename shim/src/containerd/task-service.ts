@@ -69,6 +69,9 @@ export interface OciSpecLike extends SpecLike {
   [key: string]: unknown;
 }
 
+/** Beyond the agent's own flush bound: the time its last output takes to reach us. */
+const OUTPUT_FLUSH_MARGIN_MS = 2000;
+
 const sleepingExit = (signal: number): ExitRecord => ({ status: 128 + signal, at: new Date() });
 
 const POD_ROLES: Record<ReturnType<typeof containerKind>, PodRole> = { sandbox: 'pod-sandbox', 'pod-container': 'pod-member', single: 'standalone' };
@@ -247,7 +250,13 @@ export class TaskService {
       this.deps.log.error('lost a process', { id: task.id, exec: execId, error: (err as Error).message });
       exit = { status: 255, at: new Date() };
     }
-    await proc.stdio.flushed;
+    // The agent cuts output still open outputFlushMs after the exit; a guest that does not is not waited for either.
+    const sandbox = await this.#sandbox?.catch(() => undefined);
+    const boundMs = (sandbox?.outputFlushMs ?? 2000) + OUTPUT_FLUSH_MARGIN_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const flushed = await Promise.race([proc.stdio.flushed.then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), boundMs)))]);
+    clearTimeout(timer);
+    if (!flushed) this.deps.log.warn('output did not end after the exit; closing it', { id: task.id, exec: execId || undefined, waitedMs: boundMs });
     await proc.stdio.close();
     this.#recordExit(task, execId, proc, exit);
   }

@@ -83,6 +83,11 @@ export class Sandbox {
     return this.settings.runRoot;
   }
 
+  /** How long after a process's exit its output may still come (the agent cuts it then). */
+  get outputFlushMs(): number {
+    return this.settings.outputFlushMs;
+  }
+
   /** What its configuration says of a container that asks for the host's network. */
   get hostNetwork(): SandboxSettings['hostNetwork'] {
     return this.settings.hostNetwork;
@@ -170,7 +175,7 @@ export class Sandbox {
       const answered = performance.now();
       const details = await agent.call('getGuestDetails', {});
       const detailsAt = performance.now();
-      await agent.call('createSandbox', { sandboxId: id, hostname: '', sharedFsTag: SHARED_FS_TAG });
+      await agent.call('createSandbox', { sandboxId: id, hostname: '', sharedFsTag: SHARED_FS_TAG, outputFlushMs: settings.outputFlushMs });
       const ready = performance.now();
       // The guest clock starts with the kernel; the reply's uptime was read about midway through the call.
       const kernelStart = (answered + detailsAt) / 2 - details.uptimeMs - vm.spawnedAt;

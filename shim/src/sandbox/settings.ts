@@ -35,6 +35,8 @@ export interface SandboxSettings {
   disableVhostNet: boolean;
   /** A spec on the host's network: refused, or run on an isolated guest network (logged). */
   hostNetwork: 'refuse' | 'isolate';
+  /** How long a process's output may still arrive after its exit before it is cut. */
+  outputFlushMs: number;
 }
 
 export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'> = {
@@ -58,4 +60,5 @@ export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'>
   networkModel: 'tcfilter',
   disableVhostNet: false,
   hostNetwork: 'refuse',
+  outputFlushMs: 2000,
 };
