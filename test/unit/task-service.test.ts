@@ -58,7 +58,7 @@ afterEach(() => {
   for (const b of bundles.splice(0)) rmSync(b, { recursive: true, force: true });
 });
 
-function setup(prepared?: PreparedSandbox) {
+function setup(prepared?: PreparedSandbox, startGate?: Promise<void>) {
   const events: TaskEvent[] = [];
   const procs: ReturnType<typeof fakeProcess>[] = [];
   const removed: string[] = [];
@@ -70,6 +70,7 @@ function setup(prepared?: PreparedSandbox) {
     vm: { pid: 4242 },
     createContainer: async () => undefined,
     startContainer: async () => {
+      await startGate;
       const p = fakeProcess();
       procs.push(p);
       return { pid: 7, process: p.handle };
@@ -123,6 +124,38 @@ describe('TaskService', () => {
     expect(removed).toEqual(['t1']);
     expect(events.map((e) => e.topic)).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete']);
     expect(await code(service.state(v2.StateRequest.create({ id: 't1' })))).toBe(5);
+  });
+
+  it('lets a Kill that comes during Start act on the started process, so no exit precedes TaskStart', async () => {
+    let open!: () => void;
+    const { service, events, procs, create } = setup(undefined, new Promise<void>((r) => (open = r)));
+    await create('t1');
+    const starting = service.start(v2.StartRequest.create({ id: 't1' }));
+    const killing = service.kill(v2.KillRequest.create({ id: 't1', signal: 9 }));
+    await flush();
+    expect(events.map((e) => e.topic)).toEqual(['/tasks/create']);
+    open();
+    await starting;
+    await killing;
+    expect(procs[0]!.signals).toEqual([9]);
+    procs[0]!.exit(137);
+    await service.wait(v2.WaitRequest.create({ id: 't1' }));
+    expect(events.map((e) => e.topic)).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit']);
+  });
+
+  it("publishes an init's exit after the exits of its execs", async () => {
+    const { service, events, procs, create } = setup();
+    await create('t1');
+    await service.start(v2.StartRequest.create({ id: 't1' }));
+    const spec = { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from(JSON.stringify({ args: ['sleep', '9'], cwd: '/' })) };
+    await service.exec(v2.ExecProcessRequest.create({ id: 't1', execId: 'e1', spec }));
+    await service.start(v2.StartRequest.create({ id: 't1', execId: 'e1' }));
+    procs[0]!.exit(137);
+    await flush();
+    procs[1]!.exit(137);
+    await service.wait(v2.WaitRequest.create({ id: 't1' }));
+    const exits = events.filter((e) => e.topic === '/tasks/exit').map((e) => (e.event as { id: string }).id);
+    expect(exits).toEqual(['e1', 't1']);
   });
 
   it('answers illegal requests with the codes containerd acts on', async () => {

@@ -21,6 +21,9 @@ export class ProcessState {
   #status = TaskStatus.CREATED;
   #pid = 0;
   #exit: ExitRecord | undefined;
+  /** Settles when a start in flight has succeeded or failed. */
+  #starting: Promise<void> | undefined;
+  #startSettled: (() => void) | undefined;
   readonly #exited: Promise<ExitRecord>;
   #resolveExited!: (exit: ExitRecord) => void;
 
@@ -48,11 +51,28 @@ export class ProcessState {
 
   beginStart(): void {
     if (this.#status !== TaskStatus.CREATED) this.#fail('start');
+    if (this.#starting) throw new TtrpcError(Code.FAILED_PRECONDITION, `cannot start ${this.name}: it is being started`);
+    this.#starting = new Promise((resolve) => (this.#startSettled = resolve));
   }
 
   started(pid: number): void {
     this.#pid = pid;
     if (this.#status === TaskStatus.CREATED) this.#status = TaskStatus.RUNNING;
+    this.#startSettled?.();
+  }
+
+  /** The start failed: the process is as it was before (created, never run). */
+  startFailed(): void {
+    this.#starting = undefined;
+    this.#startSettled?.();
+  }
+
+  /**
+   * Resolves once no start is in flight, so a Kill or Delete sees the state the start left
+   * (running, or still created if it failed) rather than the one it began from.
+   */
+  get startSettled(): Promise<void> {
+    return this.#starting ?? Promise.resolve();
   }
 
   /** Exit before or after start (a start that failed also ends here). */

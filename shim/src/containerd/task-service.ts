@@ -228,9 +228,15 @@ export class TaskService {
     const proc = this.#process(req.id, req.execId);
     proc.state.beginStart();
     const sandbox = await this.#sandbox!;
-    const started = req.execId ? await sandbox.exec(req.id, req.execId, proc.spec!) : await sandbox.startContainer(req.id);
-    proc.handle = started.process;
-    await proc.stdio.attach(started.process);
+    let started: Awaited<ReturnType<Sandbox['exec']>>;
+    try {
+      started = req.execId ? await sandbox.exec(req.id, req.execId, proc.spec!) : await sandbox.startContainer(req.id);
+      proc.handle = started.process;
+      await proc.stdio.attach(started.process);
+    } catch (err) {
+      proc.state.startFailed();
+      throw err;
+    }
     const pid = sandbox.vm.pid ?? 0;
     proc.state.started(pid);
     // Published before the waiter below exists, so an early exit cannot overtake it.
@@ -258,7 +264,18 @@ export class TaskService {
     clearTimeout(timer);
     if (!flushed) this.deps.log.warn('output did not end after the exit; closing it', { id: task.id, exec: execId || undefined, waitedMs: boundMs });
     await proc.stdio.close();
+    // containerd expects a task's execs to have exited before its init: they go with it.
+    if (!execId) await this.#execExits(task, boundMs);
     this.#recordExit(task, execId, proc, exit);
+  }
+
+  /** Until every started exec of the task has its exit recorded, or boundMs has passed. */
+  async #execExits(task: Task, boundMs: number): Promise<void> {
+    const running = [...task.execs.values()].filter((p) => p.handle && p.state.status !== TaskStatus.STOPPED);
+    if (running.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(running.map((p) => p.state.exited)), new Promise((r) => (timer = setTimeout(r, boundMs)))]);
+    clearTimeout(timer);
   }
 
   #recordExit(task: Task, execId: string, proc: ProcessRecord, exit: ExitRecord): void {
@@ -298,6 +315,8 @@ export class TaskService {
   async kill(req: v2.KillRequest): Promise<google.protobuf.IEmpty> {
     const task = this.#task(req.id);
     const proc = this.#process(req.id, req.execId);
+    // A Kill during Start acts on what the start leaves, so no exit is invented before a TaskStart.
+    await proc.state.startSettled;
     const status = proc.state.status;
     if (status === TaskStatus.STOPPED) {
       // Stopping what already stopped succeeds, so CRI's stop stays idempotent.
@@ -341,6 +360,7 @@ export class TaskService {
   async delete(req: v2.DeleteRequest): Promise<v2.IDeleteResponse> {
     const task = this.#task(req.id);
     const proc = this.#process(req.id, req.execId);
+    await proc.state.startSettled;
     proc.state.checkDeletable();
     const exit = proc.state.exit ?? { status: 0, at: new Date() };
     const response = { pid: proc.state.pid, exitStatus: exit.status, exitedAt: timestamp(exit.at) };
