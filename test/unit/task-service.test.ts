@@ -10,7 +10,10 @@ import type { EventPublisher, TaskEvent } from '../../shim/src/containerd/events
 import { TaskStatus } from '../../shim/src/containerd/process-state.js';
 import { CLEANED_UP_FILE, recordedRunRoot } from '../../shim/src/containerd/bundle-state.js';
 import type { SandboxRequest } from '../../shim/src/containerd/sandbox-boot.js';
-import { TaskService, type PreparedSandbox } from '../../shim/src/containerd/task-service.js';
+import { TaskService, toTtrpcError, type PreparedSandbox } from '../../shim/src/containerd/task-service.js';
+import { HostCapabilityError } from '../../shim/src/hypervisor/accel.js';
+import { NetnsGoneError } from '../../shim/src/network/pod-network.js';
+import { SpecError } from '../../shim/src/sandbox/errors.js';
 import type { Sandbox } from '../../shim/src/sandbox/sandbox.js';
 
 import v2 = containerd.task.v2;
@@ -317,5 +320,15 @@ describe('taskMethods', () => {
     expect(kill).toMatchObject({ code: 9, message: expect.stringContaining('not running') });
     const state = await methods.State!.prepare(v2.StateRequest.encode({ id: 'c1' }).finish())(ctx).catch((e: unknown) => e);
     expect(state).toMatchObject({ code: 2, message: 'boom' });
+  });
+});
+
+describe('toTtrpcError', () => {
+  it('gives containerd the codes it acts on', () => {
+    expect(toTtrpcError(new HostCapabilityError('accel = "kvm" was asked for, but /dev/kvm is missing')).code).toBe(9); // FAILED_PRECONDITION
+    expect(toTtrpcError(new NetnsGoneError('/var/run/netns/cni-1')).code).toBe(9);
+    expect(toTtrpcError(new SpecError('mount /data: bind source /x does not exist on the host')).code).toBe(3); // INVALID_ARGUMENT
+    expect(toTtrpcError(new SpecError("the spec shares the host's network namespace", true)).code).toBe(9);
+    expect(toTtrpcError(new Error('something else')).code).toBe(2); // UNKNOWN
   });
 });

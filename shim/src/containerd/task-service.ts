@@ -7,6 +7,8 @@ import type { Logger } from '../../../common/log.js';
 import { containerd, google } from '../../../proto/gen/containerd/containerd.js';
 import { ConfigError } from './config.js';
 import { SizeAnnotationError } from './vm-sizing.js';
+import { HostCapabilityError } from '../hypervisor/accel.js';
+import { NetnsGoneError } from '../network/pod-network.js';
 import { SHIM_VERSION } from './version.js';
 import { AgentCallError, SandboxDeadError, SpecError } from '../sandbox/errors.js';
 import { placeHostNamespaces, type PodRole, type SpecLike } from '../sandbox/pod-placement.js';
@@ -83,6 +85,8 @@ export function toTtrpcError(err: unknown): TtrpcError {
   if (err instanceof AgentCallError) return new TtrpcError(err.code as number as Code, err.message);
   if (err instanceof SandboxDeadError) return new TtrpcError(Code.UNAVAILABLE, err.message);
   if (err instanceof SpecError) return new TtrpcError(err.unsupported ? Code.FAILED_PRECONDITION : Code.INVALID_ARGUMENT, err.message);
+  // The host cannot do what the configuration asks (accel = "kvm" without a usable KVM, vsock without vhost-vsock).
+  if (err instanceof HostCapabilityError || err instanceof NetnsGoneError) return new TtrpcError(Code.FAILED_PRECONDITION, err.message);
   return new TtrpcError(Code.UNKNOWN, (err as Error)?.message ?? String(err));
 }
 
