@@ -45,7 +45,7 @@ describe('renderQemuArgs', () => {
       '-device', 'virtserialport,bus=serial0.0,chardev=agent0,name=agent.channel.0',
       '-object', 'rng-random,id=rng0,filename=/dev/urandom',
       '-device', 'virtio-rng-pci,rng=rng0',
-      '-chardev', 'file,id=console0,path=/r/console.log',
+      '-chardev', 'file,id=console0,path=/r/console.log,append=on',
       '-serial', 'chardev:console0',
       '-chardev', 'socket,id=qmp0,path=/r/qmp.sock,server=on,wait=off',
       '-mon', 'chardev=qmp0,mode=control',
@@ -79,7 +79,7 @@ describe('renderQemuArgs', () => {
   it('doubles commas in paths so QEMU does not split them', () => {
     expect(qemuValue('/a,b/c')).toBe('/a,,b/c');
     const args = renderQemuArgs({ ...base, consoleLogPath: '/r,x/console.log' });
-    expect(args).toContain('file,id=console0,path=/r,,x/console.log');
+    expect(args).toContain('file,id=console0,path=/r,,x/console.log,append=on');
   });
 
   it('refuses a rootfs image that is not a multiple of 2 MiB', () => {

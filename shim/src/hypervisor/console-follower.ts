@@ -44,6 +44,8 @@ export class ConsoleFollower {
       return; // QEMU has not created it yet
     }
     try {
+      // Cut to its newest part (console-cap.ts): read on from its new start.
+      if ((await file.stat()).size < this.#offset) this.#offset = 0;
       const buffer = Buffer.alloc(CHUNK);
       for (;;) {
         const { bytesRead } = await file.read(buffer, 0, CHUNK, this.#offset);

@@ -105,7 +105,8 @@ export function renderQemuArgs(d: VmDescription): string[] {
     '-device',
     'virtio-rng-pci,rng=rng0',
     '-chardev',
-    `file,id=console0,path=${qemuValue(d.consoleLogPath)}`,
+    // append=on: the shim keeps the file bounded by cutting it to its newest part (console-cap.ts).
+    `file,id=console0,path=${qemuValue(d.consoleLogPath)},append=on`,
     '-serial',
     'chardev:console0',
     '-chardev',

@@ -6,6 +6,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
 import { exitOf, exitWithin, isRunning, tail, type ExitStatus } from './child.js';
+import { ConsoleCap, MAX_CONSOLE_BYTES } from './console-cap.js';
 import { ConsoleFollower } from './console-follower.js';
 import { renderQemuArgs } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
@@ -35,6 +36,7 @@ export class QemuVm implements Vmm {
   #exitedAt: number | undefined;
   /** At debug level the guest console (kernel, init and agent logs) goes to our log as it is written. */
   readonly #console: ConsoleFollower | undefined;
+  readonly #consoleCap: ConsoleCap;
 
   private constructor(
     readonly name: string,
@@ -47,6 +49,7 @@ export class QemuVm implements Vmm {
     private readonly log: Logger,
   ) {
     this.#stderr = tail(process.stderr);
+    this.#consoleCap = new ConsoleCap(description.consoleLogPath, () => log.warn('guest console over its bound; kept its newest part', { maxBytes: MAX_CONSOLE_BYTES }));
     if (log.enabled('debug')) {
       this.#console = new ConsoleFollower(description.consoleLogPath, (line) => log.debug('guest console', { line }));
       this.#console.start();
@@ -167,6 +170,7 @@ export class QemuVm implements Vmm {
     }
     this.#qmp?.close();
     await this.virtiofsd?.stop(1000);
+    await this.#consoleCap.stop();
     await this.#console?.close();
     await rm(this.runDir, { recursive: true, force: true });
     this.log.info('sandbox VM stopped', { how, ms: Math.round(performance.now() - started) });
