@@ -3,7 +3,8 @@
 // Output is copied with back-pressure; `flushed` resolves once every byte was
 // written and the client's read ends see EOF (or the logging binary ended),
 // which is when an exit may be reported.
-import { closeSync, constants, createReadStream, createWriteStream, open as openFd, openSync, type ReadStream, type WriteStream } from 'node:fs';
+import { closeSync, constants, createReadStream, createWriteStream, open as openFd, openSync, type ReadStream } from 'node:fs';
+import net from 'node:net';
 import { open } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../../../common/log.js';
@@ -29,30 +30,65 @@ export function stdioTarget(uri: string): StdioTarget {
   return { kind: 'fifo', path: uri };
 }
 
+/** How often an output FIFO's open is tried again while the client has not opened its read end. */
+const FIFO_RETRY_FIRST_MS = 5;
+const FIFO_RETRY_MAX_MS = 200;
+
+/** An output FIFO whose open waits for the client; cancel() gives up on it. */
+export interface PendingOpen {
+  cancel(): void;
+}
+
 /**
- * Opens an output FIFO for writing the way runc does: O_WRONLY, which waits
- * (in the thread pool) until the client has opened its read end. Writing
- * through an O_RDWR fd instead could finish and close before the client
- * opens, and a FIFO drops its data when its last fd closes.
+ * Opens an output FIFO for writing the way runc does, once the client has opened its read end
+ * (writing earlier could finish and close before the client opens, and a FIFO drops its data when
+ * its last fd closes). The open is non-blocking and tried again until the reader is there, so no
+ * thread-pool thread waits on a client; the fd is then served by the event loop as a pipe.
  */
-function openOutput(uri: string, pending: Set<string>): Promise<WriteStream> | undefined {
+function openOutput(uri: string, pending: Set<PendingOpen>): Promise<Writable> | undefined {
   const target = stdioTarget(uri);
   if (target.kind === 'none' || target.kind === 'binary') return undefined;
-  const flags = target.kind === 'fifo' ? constants.O_WRONLY : constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT;
-  if (target.kind === 'fifo') pending.add(target.path);
-  // A raw fd that the stream owns (a FileHandle's fd would be closed when the handle is collected).
-  return new Promise<number>((resolve, reject) => openFd(target.path, flags, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))))
-    .then((fd) => {
-      const stream = createWriteStream('', { fd, autoClose: true });
-      if (target.kind === 'fifo') {
+  if (target.kind === 'file') {
+    // A raw fd that the stream owns (a FileHandle's fd would be closed when the handle is collected).
+    return new Promise<number>((resolve, reject) =>
+      openFd(target.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))),
+    ).then((fd) => createWriteStream('', { fd, autoClose: true }));
+  }
+  return new Promise<Writable>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    let delay = FIFO_RETRY_FIRST_MS;
+    const entry: PendingOpen = {
+      cancel: () => {
+        clearTimeout(timer);
+        pending.delete(entry);
+        reject(new Error(`${target.path}: the client never opened it`));
+      },
+    };
+    pending.add(entry);
+    const attempt = () => {
+      openFd(target.path, constants.O_WRONLY | constants.O_NONBLOCK, (err, fd) => {
+        if (!pending.has(entry)) {
+          if (!err) closeSync(fd); // cancelled meanwhile
+          return;
+        }
+        if (err?.code === 'ENXIO') {
+          // No reader yet.
+          timer = setTimeout(attempt, delay);
+          delay = Math.min(delay * 2, FIFO_RETRY_MAX_MS);
+          return;
+        }
+        pending.delete(entry);
+        if (err) return reject(err);
         // Our own read end keeps the FIFO alive if the client detaches (ctr run -d), so output waits
         // for a later `ctr task attach` instead of failing with EPIPE.
         const keepAlive = openSync(target.path, constants.O_RDONLY | constants.O_NONBLOCK);
-        stream.once('close', () => closeSync(keepAlive));
-      }
-      return stream;
-    })
-    .finally(() => pending.delete(target.path));
+        const sink = new net.Socket({ fd, readable: false, writable: true });
+        sink.once('close', () => closeSync(keepAlive));
+        resolve(sink);
+      });
+    };
+    attempt();
+  });
 }
 
 /** done: when the sink counts as flushed: a FIFO once closed, a logging binary's socket once ended. */
@@ -89,7 +125,7 @@ export class ProcessStdio {
   #logger: BinaryLogger | undefined;
   #attached = false;
   /** Output FIFOs whose open still waits for the client. */
-  readonly #pendingOpens = new Set<string>();
+  readonly #pendingOpens = new Set<PendingOpen>();
   #flushed: Promise<void> = Promise.resolve();
 
   /** ids: what a logging binary is told (CONTAINER_ID is the exec id for an exec, as with runc). */
@@ -166,11 +202,7 @@ export class ProcessStdio {
   /** Stops reading stdin, gives up on output FIFOs the client never opened, and stops a logging binary that never got a process. */
   async close(): Promise<void> {
     if (this.#logger && !this.#attached) await this.#logger.stop();
-    for (const path of this.#pendingOpens) {
-      // Be the missing reader for a moment, so the blocked open in the thread pool returns.
-      const reader = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
-      await reader?.close();
-    }
+    for (const opening of [...this.#pendingOpens]) opening.cancel();
     const stream = this.#stdinStream;
     if (!stream) return;
     const target = stdioTarget(this.paths.stdin);
