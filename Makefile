@@ -27,7 +27,7 @@ BUSYBOX_IMAGES := $(BUILD)/busybox-image.tar $(BUILD)/busybox-image-user.tar
 PAUSE_IMAGE := $(BUILD)/pause-image.tar
 CRI_SCHEMA := proto/gen/cri/runtime-v1.json
 
-.PHONY: demo test bench deps apt npm native proto build images kernel crun rootfs lint typecheck unit integration e2e clean install uninstall check-new-machine
+.PHONY: demo test bench soak deps apt npm native proto build images kernel crun rootfs lint typecheck unit integration e2e clean install uninstall check-new-machine
 
 ## demo: install everything, build the images, boot a sandbox and run a command in it, then the same through containerd
 demo: deps images build install
@@ -41,6 +41,10 @@ bench: deps images build
 	node dist/bench/sandbox-boot.js
 	node dist/bench/shim-vs-runc.js
 	node dist/bench/cri-pods.js
+
+## soak: many sandboxes in a row, at once, with large outputs, and 20 idle side by side (not in CI; about 15 minutes)
+soak: deps images build
+	node dist/bench/soak.js
 
 deps: apt npm native proto
 
