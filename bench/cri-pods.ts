@@ -6,9 +6,10 @@
 //   node dist/bench/cri-pods.js [runs]
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { CriClient, type PodSandboxConfig } from '../shim/src/cri/client.js';
 import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PAUSE_IMAGE_TAR, PrivateContainerd } from '../test/helpers/containerd.js';
+import { processTree, pssMB } from './host-memory.js';
 
 const runs = Number(process.argv[2] ?? process.env.BENCH_RUNS ?? 5);
 const HANDLERS = { runc: /containerd-shim-runc-v2/, 'kata-ts': /containerd-shim-kata-ts-v2/ } as const;
@@ -21,40 +22,6 @@ const median = (xs: number[]) => {
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
-
-/** PSS in MB of the processes whose command line matches, and of all their descendants. */
-function treePssMB(root: RegExp, podId: string): number {
-  const parents = new Map<number, number>();
-  const tree = new Set<number>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8');
-      if (root.test(cmd) && cmd.includes(podId)) tree.add(Number(name));
-    } catch {
-      // exited
-    }
-  }
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const [pid, ppid] of parents)
-      if (tree.has(ppid) && !tree.has(pid)) {
-        tree.add(pid);
-        grew = true;
-      }
-  }
-  let kb = 0;
-  for (const pid of tree) {
-    try {
-      kb += Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
-    } catch {
-      // exited
-    }
-  }
-  return kb / 1024;
-}
 
 async function podStart(cri: CriClient, handler: Handler, logDir: string): Promise<{ ms: number; pssMB: number }> {
   const n = ++seq;
@@ -72,7 +39,7 @@ async function podStart(cri: CriClient, handler: Handler, logDir: string): Promi
     const ms = performance.now() - t0;
     await new Promise((r) => setTimeout(r, 1000));
     // runc's shim is named by the pod id too (containerd groups a pod's containers by it).
-    return { ms, pssMB: treePssMB(HANDLERS[handler], pod) };
+    return { ms, pssMB: pssMB(processTree((cmd) => HANDLERS[handler].test(cmd) && cmd.includes(pod))) };
   } finally {
     await cri.stopPodSandbox(pod);
     await cri.removePodSandbox(pod);

@@ -2,7 +2,7 @@
 // containerd and the real ctr, in one run, printed side by side with ratios.
 //   node dist/bench/shim-vs-runc.js [runs]
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '../common/log.js';
 import { sandboxNameOnHost } from '../shim/src/containerd/ids.js';
@@ -10,6 +10,7 @@ import { defaultSpec } from '../shim/src/sandbox/default-spec.js';
 import { ensureRunRoot, Sandbox } from '../shim/src/sandbox/sandbox.js';
 import { DEFAULT_SETTINGS } from '../shim/src/sandbox/settings.js';
 import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PrivateContainerd, REPO } from '../test/helpers/containerd.js';
+import { processTree, pssMB } from './host-memory.js';
 
 const runs = Number(process.argv[2] ?? process.env.BENCH_RUNS ?? 5);
 const RUNTIMES = { runc: 'io.containerd.runc.v2', 'kata-ts': 'io.containerd.kata-ts.v2' } as const;
@@ -28,45 +29,6 @@ async function timed(fn: () => Promise<{ code: number; stderr: string }>): Promi
   const r = await fn();
   if (r.code !== 0) throw new Error(`command failed (${r.code}): ${r.stderr}`);
   return performance.now() - t0;
-}
-
-function pssMB(pids: number[]): number {
-  let kb = 0;
-  for (const pid of pids) {
-    try {
-      kb += Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
-    } catch {
-      // exited
-    }
-  }
-  return kb / 1024;
-}
-
-/** The processes that make up one running container of this runtime: its shim and everything below it. */
-function processTree(rootPattern: RegExp): number[] {
-  const parents = new Map<number, number>();
-  const roots: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-      if (rootPattern.test(readFileSync(`/proc/${name}/cmdline`, 'utf8'))) roots.push(Number(name));
-    } catch {
-      // exited
-    }
-  }
-  const tree = new Set(roots);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const [pid, ppid] of parents) {
-      if (tree.has(ppid) && !tree.has(pid)) {
-        tree.add(pid);
-        grew = true;
-      }
-    }
-  }
-  return [...tree];
 }
 
 /** Seconds since boot, as /proc reports process start times (10 ms steps). */
@@ -167,8 +129,9 @@ async function main(): Promise<void> {
       if (big.stdout.length !== 100_000_000) throw new Error(`${name}: got ${big.stdout.length} bytes of 100000000`);
       await new Promise((r) => setTimeout(r, 1000));
       const shimPattern = name === 'runc' ? /containerd-shim-runc-v2.*-id\0bench-runc/ : /containerd-shim-kata-ts-v2.*-id\0bench-kata-ts/;
-      const pss = pssMB(processTree(shimPattern));
-      const shimOnly = pssMB(processTree(shimPattern).filter((p) => shimPattern.test(readFileSync(`/proc/${p}/cmdline`, 'utf8'))));
+      const tree = processTree((cmd) => shimPattern.test(cmd));
+      const pss = pssMB(tree);
+      const shimOnly = pssMB(tree.filter((p) => shimPattern.test(readFileSync(`/proc/${p}/cmdline`, 'utf8'))));
       await ctrd.ctr(['task', 'kill', '-s', 'SIGKILL', c]);
       await new Promise((r) => setTimeout(r, 1000));
       await ctrd.ctr(['task', 'delete', c]);

@@ -6,28 +6,21 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CriClient, type ContainerConfig } from '../../shim/src/cri/client.js';
+import type { ContainerConfig, CriClient } from '../../shim/src/cri/client.js';
 import { runStream } from '../../shim/src/cri/stream.js';
-import { BUSYBOX_IMAGE_TAR, PAUSE_IMAGE_TAR, PrivateContainerd } from '../helpers/containerd.js';
-import { parseCriLog, PodFixture, removeCgroupParent, withPod } from '../helpers/cri-pod.js';
+import { parseCriLog, PodFixture, startCriContainerd, withPod } from '../helpers/cri-pod.js';
 import { eventually, leftovers } from '../helpers/host-state.js';
 
 describe('CRI pods', () => {
-  let ctrd: PrivateContainerd;
   let cri: CriClient;
+  let stop: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
-    ctrd = await PrivateContainerd.start({ cri: true, namespace: 'k8s.io' });
-    await ctrd.importImage(PAUSE_IMAGE_TAR);
-    await ctrd.importImage(BUSYBOX_IMAGE_TAR);
-    cri = CriClient.connect(ctrd.address);
-    await eventually(async () => (await cri.version().catch(() => undefined)) !== undefined, 30_000);
+    ({ cri, stop } = await startCriContainerd());
   }, 60_000);
 
   afterAll(async () => {
-    cri?.close();
-    await ctrd?.stop();
-    removeCgroupParent();
+    await stop?.();
   });
 
   describe.each(['runc', 'kata-ts'])('with the %s handler', (handler) => {

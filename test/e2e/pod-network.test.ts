@@ -6,9 +6,8 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CriClient } from '../../shim/src/cri/client.js';
-import { BUSYBOX_IMAGE_TAR, PAUSE_IMAGE_TAR, PrivateContainerd } from '../helpers/containerd.js';
-import { PodFixture, removeCgroupParent, withPod } from '../helpers/cri-pod.js';
+import type { CriClient } from '../../shim/src/cri/client.js';
+import { PodFixture, startCriContainerd, withPod } from '../helpers/cri-pod.js';
 import { eventually, leftovers } from '../helpers/host-state.js';
 
 const HTTPD = ['sh', '-c', 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www'];
@@ -25,21 +24,15 @@ function push(host: string, port: number, data: Buffer): Promise<void> {
 }
 
 describe('pod networking', () => {
-  let ctrd: PrivateContainerd;
   let cri: CriClient;
+  let stop: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
-    ctrd = await PrivateContainerd.start({ cri: true, namespace: 'k8s.io' });
-    await ctrd.importImage(PAUSE_IMAGE_TAR);
-    await ctrd.importImage(BUSYBOX_IMAGE_TAR);
-    cri = CriClient.connect(ctrd.address);
-    await eventually(async () => (await cri.version().catch(() => undefined)) !== undefined, 30_000);
+    ({ cri, stop } = await startCriContainerd());
   }, 60_000);
 
   afterAll(async () => {
-    cri?.close();
-    await ctrd?.stop();
-    removeCgroupParent();
+    await stop?.();
   });
 
   afterEach(async () => {

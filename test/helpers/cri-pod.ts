@@ -2,8 +2,9 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ContainerConfig, CriClient, PodSandboxConfig } from '../../shim/src/cri/client.js';
-import { BUSYBOX_IMAGE } from './containerd.js';
+import { CriClient, type ContainerConfig, type PodSandboxConfig } from '../../shim/src/cri/client.js';
+import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PAUSE_IMAGE_TAR, PrivateContainerd } from './containerd.js';
+import { eventually } from './host-state.js';
 
 export const CGROUP_PARENT = '/kata-ts-cri-test';
 let seq = 0;
@@ -111,4 +112,24 @@ export function parseCriLog(text: string): { stream: string; text: string }[] {
 /** runc's cgroupfs parents outlive their pods (kata-ts makes none on the host). */
 export function removeCgroupParent(): void {
   execFileSync('sh', ['-c', `for d in /sys/fs/cgroup/*${CGROUP_PARENT} /sys/fs/cgroup/*/*${CGROUP_PARENT}; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + ; done; true`]);
+}
+
+/** A private containerd with the CRI plugin, the pause and busybox images in k8s.io, and a CRI client that it answers. */
+export async function startCriContainerd(): Promise<{ ctrd: PrivateContainerd; cri: CriClient; stop: () => Promise<void> }> {
+  const ctrd = await PrivateContainerd.start({ cri: true, namespace: 'k8s.io' });
+  const cri = CriClient.connect(ctrd.address);
+  const stop = async () => {
+    cri.close();
+    await ctrd.stop();
+    removeCgroupParent();
+  };
+  try {
+    await ctrd.importImage(PAUSE_IMAGE_TAR);
+    await ctrd.importImage(BUSYBOX_IMAGE_TAR);
+    await eventually(async () => (await cri.version().catch(() => undefined)) !== undefined, 30_000);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { ctrd, cri, stop };
 }
