@@ -42,7 +42,7 @@ bench: deps images build
 	node dist/bench/shim-vs-runc.js
 	node dist/bench/cri-pods.js
 
-## soak: many sandboxes in a row, at once, with large outputs, and 20 idle side by side (not in CI; about 15 minutes)
+## soak: many sandboxes in a row, at once, with large outputs, and 20 idle side by side (not in CI; about 20 minutes under TCG)
 soak: deps images build
 	node dist/bench/soak.js
 
