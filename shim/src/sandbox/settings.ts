@@ -50,7 +50,7 @@ export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'>
   maxCpus: 4,
   memoryMiB: 256,
   maxMemoryMiB: 4096,
-  bootTimeoutMs: 20_000,
+  bootTimeoutMs: 60_000,
   callTimeoutMs: 30_000,
   shutdownTimeoutMs: 3_000,
   runRoot: '/run/kata-ts',
