@@ -10,7 +10,8 @@ import type { EventPublisher, TaskEvent } from '../../shim/src/containerd/events
 import { TaskStatus } from '../../shim/src/containerd/process-state.js';
 import { CLEANED_UP_FILE, recordedRunRoot } from '../../shim/src/containerd/bundle-state.js';
 import type { SandboxRequest } from '../../shim/src/containerd/sandbox-boot.js';
-import { TaskService, toTtrpcError, type PreparedSandbox } from '../../shim/src/containerd/task-service.js';
+import { TaskService, type PreparedSandbox } from '../../shim/src/containerd/task-service.js';
+import { toTtrpcError } from '../../shim/src/containerd/wire-errors.js';
 import { HostCapabilityError } from '../../shim/src/hypervisor/accel.js';
 import { NetnsGoneError } from '../../shim/src/network/pod-network.js';
 import { SpecError } from '../../shim/src/sandbox/errors.js';

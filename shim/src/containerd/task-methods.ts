@@ -1,7 +1,8 @@
 // Binds the Task service to ttrpc: one line per rpc of containerd.task.v2.Task.
 import { containerd, google } from '../../../proto/gen/containerd/containerd.js';
 import { method as ttrpcMethod, type MessageDecoder, type MessageEncoder, type ServiceMethods } from '../ttrpc/method.js';
-import { toTtrpcError, type TaskService } from './task-service.js';
+import type { TaskService } from './task-service.js';
+import { toTtrpcError } from './wire-errors.js';
 
 import v2 = containerd.task.v2;
 

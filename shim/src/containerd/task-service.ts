@@ -5,12 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
 import { containerd, google } from '../../../proto/gen/containerd/containerd.js';
-import { ConfigError } from './config.js';
-import { SizeAnnotationError } from './vm-sizing.js';
-import { HostCapabilityError } from '../hypervisor/accel.js';
-import { NetnsGoneError } from '../network/pod-network.js';
 import { SHIM_VERSION } from './version.js';
-import { AgentCallError, SandboxDeadError, SpecError } from '../sandbox/errors.js';
 import { placeHostNamespaces, type PodRole, type SpecLike } from '../sandbox/pod-placement.js';
 import type { ProcessHandle } from '../sandbox/process-handle.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
@@ -78,17 +73,6 @@ const sleepingExit = (signal: number): ExitRecord => ({ status: 128 + signal, at
 
 const POD_ROLES: Record<ReturnType<typeof containerKind>, PodRole> = { sandbox: 'pod-sandbox', 'pod-container': 'pod-member', single: 'standalone' };
 
-/** Turns a sandbox failure into the ttrpc error containerd acts on; task-methods.ts applies it to every rpc. */
-export function toTtrpcError(err: unknown): TtrpcError {
-  if (err instanceof TtrpcError) return err;
-  if (err instanceof ConfigError || err instanceof SizeAnnotationError) return new TtrpcError(Code.INVALID_ARGUMENT, err.message);
-  if (err instanceof AgentCallError) return new TtrpcError(err.code as number as Code, err.message);
-  if (err instanceof SandboxDeadError) return new TtrpcError(Code.UNAVAILABLE, err.message);
-  if (err instanceof SpecError) return new TtrpcError(err.unsupported ? Code.FAILED_PRECONDITION : Code.INVALID_ARGUMENT, err.message);
-  // The host cannot do what the configuration asks (accel = "kvm" without a usable KVM, vsock without vhost-vsock).
-  if (err instanceof HostCapabilityError || err instanceof NetnsGoneError) return new TtrpcError(Code.FAILED_PRECONDITION, err.message);
-  return new TtrpcError(Code.UNKNOWN, (err as Error)?.message ?? String(err));
-}
 
 export class TaskService {
   readonly #tasks = new Map<string, Task>();
