@@ -198,7 +198,10 @@ e2e: images build
 	npx vitest run --project e2e --reporter=default --reporter=json --outputFile.json=$(BUILD)/test-results/e2e.json
 
 ## check-new-machine: make demo in a fresh Debian 12 root that holds only what a new machine has (before landing)
+# Only this check needs it; it is not part of a build or of the tests.
+CHECK_PACKAGES := mmdebstrap
 check-new-machine:
+	@dpkg -s $(CHECK_PACKAGES) >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CHECK_PACKAGES)
 	bash test/new-machine/run.sh demo
 
 clean:
