@@ -12,6 +12,7 @@ import { checkExecutable } from './exec-lookup.js';
 import { GuestProcess, type ExitInfo } from './guest-process.js';
 import { guestProcess, validateProcess } from './guest-spec.js';
 import type { OciProcess, OciSpec } from './oci-spec.js';
+import { settlesWithin } from '../../common/settle.js';
 
 export interface ContainerPaths {
   crun: crun.CrunPaths;
@@ -215,8 +216,7 @@ export class Container {
     if (this.main.state !== 'running' || !exited) return exited;
     if (graceMs > 0) {
       await this.signal(MAIN, 15, true).catch(() => undefined);
-      const timedOut = await Promise.race([exited.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), graceMs))]);
-      if (!timedOut) return exited;
+      if (await settlesWithin(exited, graceMs)) return exited;
     }
     await this.signal(MAIN, 9, true).catch(() => this.main.forceKill());
     return exited;

@@ -13,6 +13,7 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import { OutputPipe } from './output-pipe.js';
 import { listenConsoleSocket, socketFromFd, type ConsoleSocket } from './pty.js';
 import { exitStatus } from './crun.js';
+import { settlesWithin } from '../../common/settle.js';
 
 export interface ExitInfo {
   status: number;
@@ -146,13 +147,7 @@ export class GuestProcess {
   wait(): Promise<ExitInfo> {
     if (!this.#exit) throw failedPrecondition(`${this.stdout.name.replace('stdout of ', '')} was not started`);
     this.#waited ??= this.#exit.then(async (exit) => {
-      let timer: NodeJS.Timeout | undefined;
-      const flushed = await Promise.race([
-        Promise.all([this.stdout.done, this.stderr.done]).then(() => true),
-        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.outputFlushMs))),
-      ]);
-      clearTimeout(timer);
-      if (!flushed) {
+      if (!(await settlesWithin(Promise.all([this.stdout.done, this.stderr.done]), this.outputFlushMs))) {
         this.log.info('output still open after the exit; cut', { container: this.containerId, exec: this.execId || undefined, flushMs: this.outputFlushMs });
         this.stdout.cut();
         this.stderr.cut();

@@ -45,3 +45,12 @@ describe('logger', () => {
     expect(lines).toEqual(['time=1970-01-01T00:00:00.000Z level=warn msg=shown id=x']);
   });
 });
+
+describe('settlesWithin', () => {
+  it('tells a promise that settles in time from one that does not, rejection counting as settled', async () => {
+    const { settlesWithin } = await import('../../common/settle.js');
+    expect(await settlesWithin(Promise.resolve(1), 1000)).toBe(true);
+    expect(await settlesWithin(Promise.reject(new Error('x')), 1000)).toBe(true);
+    expect(await settlesWithin(new Promise(() => undefined), 20)).toBe(false);
+  });
+});

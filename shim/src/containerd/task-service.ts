@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
+import { settlesWithin } from '../../../common/settle.js';
 import { containerd, google } from '../../../proto/gen/containerd/containerd.js';
 import { SHIM_VERSION } from './version.js';
 import { placeHostNamespaces, type PodRole, type SpecLike } from '../sandbox/pod-placement.js';
@@ -72,7 +73,6 @@ const OUTPUT_FLUSH_MARGIN_MS = 2000;
 const sleepingExit = (signal: number): ExitRecord => ({ status: 128 + signal, at: new Date() });
 
 const POD_ROLES: Record<ReturnType<typeof containerKind>, PodRole> = { sandbox: 'pod-sandbox', 'pod-container': 'pod-member', single: 'standalone' };
-
 
 export class TaskService {
   readonly #tasks = new Map<string, Task>();
@@ -247,10 +247,7 @@ export class TaskService {
     // The agent cuts output still open outputFlushMs after the exit; a guest that does not is not waited for either.
     const sandbox = await this.#sandbox?.catch(() => undefined);
     const boundMs = (sandbox?.outputFlushMs ?? 2000) + OUTPUT_FLUSH_MARGIN_MS;
-    let timer: NodeJS.Timeout | undefined;
-    const flushed = await Promise.race([proc.stdio.flushed.then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), boundMs)))]);
-    clearTimeout(timer);
-    if (!flushed) this.deps.log.warn('output did not end after the exit; closing it', { id: task.id, exec: execId || undefined, waitedMs: boundMs });
+    if (!(await settlesWithin(proc.stdio.flushed, boundMs))) this.deps.log.warn('output did not end after the exit; closing it', { id: task.id, exec: execId || undefined, waitedMs: boundMs });
     await proc.stdio.close();
     // containerd expects a task's execs to have exited before its init: they go with it.
     if (!execId) await this.#execExits(task, boundMs);
@@ -261,9 +258,7 @@ export class TaskService {
   async #execExits(task: Task, boundMs: number): Promise<void> {
     const running = [...task.execs.values()].filter((p) => p.handle && p.state.status !== TaskStatus.STOPPED);
     if (running.length === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(running.map((p) => p.state.exited)), new Promise((r) => (timer = setTimeout(r, boundMs)))]);
-    clearTimeout(timer);
+    await settlesWithin(Promise.all(running.map((p) => p.state.exited)), boundMs);
   }
 
   #recordExit(task: Task, execId: string, proc: ProcessRecord, exit: ExitRecord): void {

@@ -1,5 +1,6 @@
 // Small helpers for the host processes a VM owns (QEMU, virtiofsd).
 import type { ChildProcess } from 'node:child_process';
+import { settlesWithin } from '../../../common/settle.js';
 
 export interface ExitStatus {
   code: number | null;
@@ -22,11 +23,7 @@ export function isRunning(child: ChildProcess): boolean {
 /** Waits up to `ms` for the child to exit; true if it did. */
 export async function exitWithin(child: ChildProcess, ms: number): Promise<boolean> {
   if (!isRunning(child)) return true;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  const result = await Promise.race([exitOf(child).then(() => true as const), timeout]);
-  clearTimeout(timer);
-  return result;
+  return settlesWithin(exitOf(child), ms);
 }
 
 /** Keeps the last `limit` bytes a stream wrote, for error messages. */

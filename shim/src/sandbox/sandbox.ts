@@ -111,7 +111,8 @@ export class Sandbox {
         ? { kind: 'vsock', guestCid: randomInt(3, 0x7fffffff) }
         : { kind: 'serial', socketPath: agentSocket, portName: SERIAL_PORT_NAME };
     const image = await stat(settings.imagePath);
-    log.info('guest kernel command line', { sandbox: id, cmdline: guestCmdline(accel.value, channel.value, settings).join(' ') });
+    const cmdline = guestCmdline(accel.value, channel.value, settings);
+    log.info('guest kernel command line', { sandbox: id, cmdline: cmdline.join(' ') });
     const description: VmDescription = {
       name,
       qemuBinary: settings.qemuBinary,
@@ -125,7 +126,7 @@ export class Sandbox {
       ...(settings.firmware ? { firmware: settings.firmware } : {}),
       kernel: {
         path: settings.kernelPath,
-        cmdline: guestCmdline(accel.value, channel.value, settings),
+        cmdline,
       },
       rootfsImage: { path: settings.imagePath, sizeBytes: image.size },
       sharedFs: { socketPath: join(vmDir, 'virtiofsd.sock'), tag: SHARED_FS_TAG },
