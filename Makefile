@@ -8,7 +8,7 @@ APT_PACKAGES := qemu-system-x86 e2fsprogs busybox-static linux-source-6.1 bc fle
 	curl xz-utils patch gperf pkg-config libcap-dev libseccomp-dev \
 	containerd runc golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
 	golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev \
-	containernetworking-plugins mount procps iproute2
+	containernetworking-plugins mount procps iproute2 util-linux
 AGENT_SRC := $(shell find agent/src common native -name '*.ts' 2>/dev/null)
 ADDON := native/build/Release/kata_ts_native.node
 KERNEL := $(BUILD)/vmlinux

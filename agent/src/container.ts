@@ -13,6 +13,7 @@ import { GuestProcess, type ExitInfo } from './guest-process.js';
 import { guestProcess, validateProcess } from './guest-spec.js';
 import type { OciProcess, OciSpec } from './oci-spec.js';
 import { settlesWithin } from '../../common/settle.js';
+import { PreparedNetns } from './prepared-netns.js';
 
 export interface ContainerPaths {
   crun: crun.CrunPaths;
@@ -26,6 +27,8 @@ const MAIN = '';
 
 export class Container {
   readonly #processes = new Map<string, GuestProcess>();
+  /** The network namespace made for it before it started, if the host configured its network then. */
+  #preparedNetns: Promise<PreparedNetns> | undefined;
 
   private constructor(
     readonly id: string,
@@ -73,7 +76,38 @@ export class Container {
     return process.consoleSize ? { rows: process.consoleSize.height, columns: process.consoleSize.width } : undefined;
   }
 
+  /**
+   * A process whose network namespace is this container's: its own once it runs; before it starts,
+   * the holder of a namespace made for it, which it joins when it starts.
+   */
+  async networkPid(): Promise<number> {
+    if (this.main.state === 'running' && this.main.pid > 0) return this.main.pid;
+    if (this.main.state !== 'created') throw failedPrecondition(`container ${this.id} has exited: its network namespace is gone`);
+    const network = this.spec.linux?.namespaces?.find((ns) => ns.type === 'network');
+    if (!network || network.path) throw failedPrecondition(`container ${this.id} has no network namespace of its own to configure`);
+    this.#preparedNetns ??= PreparedNetns.create();
+    return (await this.#preparedNetns).pid;
+  }
+
   async start(): Promise<number> {
+    const prepared = await this.#preparedNetns?.catch(() => undefined);
+    if (!prepared) return this.#run();
+    try {
+      this.spec.linux!.namespaces!.find((ns) => ns.type === 'network')!.path = prepared.path;
+      await writeFile(join(this.paths.bundleDir, 'config.json'), JSON.stringify(this.spec));
+      return await this.#run();
+    } finally {
+      // Joined (or failed): the container's processes hold the namespace now.
+      this.#releaseNetns();
+    }
+  }
+
+  #releaseNetns(): void {
+    void this.#preparedNetns?.then((n) => n.release(), () => undefined);
+    this.#preparedNetns = undefined;
+  }
+
+  async #run(): Promise<number> {
     const files = this.#files(MAIN);
     const terminal = this.spec.process!.terminal === true;
     const args = crun.runArgs(this.paths.crun, {
@@ -203,6 +237,7 @@ export class Container {
       await this.kill(0);
     }
     for (const p of this.#processes.values()) if (p.state === 'running') p.forceKill();
+    this.#releaseNetns();
     const logFile = this.#files('delete').logFile;
     await runCrun(this.paths.crun.binary, crun.simpleArgs(this.paths.crun, logFile, 'delete', this.id, true), logFile, `delete of ${this.id}`).catch((err) =>
       this.log.debug('crun delete', { container: this.id, error: (err as Error).message }),

@@ -1,7 +1,7 @@
 // Puts the pod's interfaces into the network namespace of the container that
-// holds the pod's network, as the host describes them: the guest NIC with the
-// host interface's MAC is moved there, renamed, given its MTU and addresses and
-// brought up; then the routes. Runs the guest's own `ip` (busybox) through
+// holds the pod's network, as the host describes them: the guest NIC (found by
+// its MAC) is moved there, renamed, given the host interface's MAC, MTU and
+// addresses and brought up; then the routes. Runs the guest's own `ip` (busybox) through
 // `nsenter`; every value is checked first and passed as an argument, never
 // through a shell.
 import { execFile } from 'node:child_process';
@@ -58,7 +58,8 @@ async function nicByMac(mac: string): Promise<string | undefined> {
 /** Moves the NIC into the namespace of process `pid` and configures it there. */
 export async function updateInterface(pid: number, nic: NetworkInterface): Promise<void> {
   checkInterface(nic);
-  const guestName = await nicByMac(nic.mac);
+  if (nic.deviceMac && !MAC.test(nic.deviceMac.toLowerCase())) throw invalidArgument(`interface ${nic.name}: device MAC ${JSON.stringify(nic.deviceMac)} is not valid`);
+  const guestName = await nicByMac(nic.deviceMac || nic.mac);
   if (guestName !== undefined) {
     await ip(undefined, ['link', 'set', 'dev', guestName, 'down']);
     await ip(undefined, ['link', 'set', 'dev', guestName, 'netns', String(pid)]);
@@ -66,7 +67,7 @@ export async function updateInterface(pid: number, nic: NetworkInterface): Promi
   }
   // Already moved (the host configures again): the same steps leave it as described.
   await ip(pid, ['link', 'set', 'dev', nic.name, 'address', nic.mac.toLowerCase(), 'mtu', String(nic.mtu)]).catch(() => {
-    throw failedPrecondition(`no guest network interface with MAC ${nic.mac} for ${nic.name}`);
+    throw failedPrecondition(`no guest network interface with MAC ${nic.deviceMac || nic.mac} for ${nic.name}`);
   });
   await ip(pid, ['address', 'flush', 'dev', nic.name]);
   for (const a of nic.addresses) await ip(pid, [`-${a.family}`, 'address', 'add', `${a.address}/${a.prefixLength}`, 'dev', nic.name]);
@@ -82,10 +83,4 @@ export async function updateRoutes(pid: number, routes: readonly Route[]): Promi
     const scope = r.scope ? ['scope', r.scope] : [];
     await ip(pid, [`-${r.family}`, 'route', 'replace', r.destination, ...via, 'dev', r.device, ...scope]);
   }
-}
-
-/** The pid whose namespaces hold a container's network, or a clear error. */
-export function networkHolderPid(containerId: string, pid: number, running: boolean): number {
-  if (!running || pid <= 0) throw failedPrecondition(`container ${containerId} is not running: its network namespace cannot be configured`);
-  return pid;
 }

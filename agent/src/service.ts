@@ -13,7 +13,7 @@ import {
   type ProcessRef,
 } from '../../proto/gen/agent.js';
 import { toAgentError, invalidArgument } from './errors.js';
-import { networkHolderPid, updateInterface, updateRoutes } from './guest-network.js';
+import { updateInterface, updateRoutes } from './guest-network.js';
 import type { OutputPipe } from './output-pipe.js';
 import type { Sandbox } from './sandbox.js';
 
@@ -132,13 +132,11 @@ export function createAgentService(ctx: ServiceContext): AgentServer {
     }),
     updateInterface: unary(ctx, 'UpdateInterface', async (req) => {
       if (!req.interface) throw invalidArgument('UpdateInterface needs an interface');
-      const main = sandbox.container(req.containerId).main;
-      await updateInterface(networkHolderPid(req.containerId, main.pid, main.state === 'running'), req.interface);
+      await updateInterface(await sandbox.container(req.containerId).networkPid(), req.interface);
       return empty;
     }),
     updateRoutes: unary(ctx, 'UpdateRoutes', async (req) => {
-      const main = sandbox.container(req.containerId).main;
-      await updateRoutes(networkHolderPid(req.containerId, main.pid, main.state === 'running'), req.routes);
+      await updateRoutes(await sandbox.container(req.containerId).networkPid(), req.routes);
       return empty;
     }),
     getOomEvent: (call: ServerUnaryCall<Empty, OOMEvent>, callback: sendUnaryData<OOMEvent>) => {

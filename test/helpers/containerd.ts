@@ -40,6 +40,35 @@ export interface CtrOptions {
   input?: Buffer | string;
   timeoutMs?: number;
   namespace?: string;
+  /** For ctr run --cni, which reads only /etc/cni/net.d and /opt/cni/bin: see ctrCommand. */
+  cni?: CtrCniDirs;
+}
+
+export interface CtrCniDirs {
+  /** The network configuration ctr loads (the first file in it). */
+  confDir: string;
+  /** An empty folder for the private overlays. */
+  workDir: string;
+}
+
+/**
+ * ctr's command. With `cni`, ctr runs in a mount namespace of its own where /etc and /opt are
+ * overlays that add /etc/cni/net.d (confDir) and /opt/cni/bin (Debian's /usr/lib/cni), so the
+ * host's own folders stay untouched.
+ */
+function ctrCommand(argv: string[], cni: CtrCniDirs | undefined): string[] {
+  if (!cni) return ['ctr', ...argv];
+  const script = `set -e
+mount -t tmpfs tmpfs "$W"
+for d in etc opt; do
+  mkdir "$W/$d-upper" "$W/$d-work"
+  mount -t overlay overlay -o "lowerdir=/$d,upperdir=$W/$d-upper,workdir=$W/$d-work" "/$d"
+done
+mkdir -p /etc/cni /opt/cni
+ln -s "$C" /etc/cni/net.d
+ln -s /usr/lib/cni /opt/cni/bin
+exec ctr "$@"`;
+  return ['unshare', '-m', '--propagation', 'private', '--', 'env', `W=${cni.workDir}`, `C=${cni.confDir}`, 'sh', '-c', script, 'sh', ...argv];
 }
 
 export interface CtrResult {
@@ -121,7 +150,8 @@ export class PrivateContainerd {
     const argv = ['-a', this.address, '-n', opts.namespace ?? this.namespace, ...args];
     const timeoutMs = opts.timeoutMs ?? 60_000;
     return new Promise((resolvePromise, reject) => {
-      const p = spawn('ctr', argv, { stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+      const [program, ...programArgs] = ctrCommand(argv, opts.cni);
+      const p = spawn(program!, programArgs, { stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       p.stdout!.on('data', (c: Buffer) => out.push(c));

@@ -3,7 +3,7 @@
 // nothing of it is left afterwards.
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import { AgentCallError, SandboxDeadError } from '../../shim/src/sandbox/errors.
 import { defaultSpec } from '../../shim/src/sandbox/default-spec.js';
 import { processSpec } from '../../shim/src/sandbox/default-spec.js';
 import type { Sandbox } from '../../shim/src/sandbox/sandbox.js';
+import { eventually } from '../helpers/host-state.js';
 import { BUSYBOX_ROOTFS, REPO, collect, remainsOf, startSandbox, testSettings } from '../helpers/sandbox-harness.js';
 
 let sandbox: Sandbox | undefined;
@@ -203,6 +204,55 @@ describe('a sandbox on a CNI-style network namespace', () => {
 
   it('fails at once with a clear error when the namespace is gone', async () => {
     await expect(startSandbox({}, { netnsPath: '/var/run/netns/kt-no-such-netns' })).rejects.toThrow(/network namespace \/var\/run\/netns\/kt-no-such-netns is gone/);
+  });
+});
+
+describe('a sandbox whose network namespace is filled after create (ctr run --cni)', () => {
+  const hostEnd = `ktlate${process.pid % 10000}`;
+  afterAll(() => {
+    execFileSync('sh', ['-c', `ip link del ${hostEnd} 2>/dev/null || true`]);
+  });
+
+  it("runs QEMU in a namespace of its own with a tap ready, and carries CNI's interface into the guest at start", async () => {
+    sandbox = await startSandbox({}, { lateNetwork: true });
+    const qemuNetns = `/proc/${sandbox.vm.pid}/ns/net`;
+    const inQemuNetns = (...args: string[]) => execFileSync('nsenter', [`--net=${qemuNetns}`, ...args]).toString();
+    expect(readlinkSync(qemuNetns)).not.toBe(readlinkSync('/proc/self/ns/net'));
+    expect(inQemuNetns('ip', '-o', 'link', 'show')).toMatch(/tap0_kt/);
+
+    // What CNI's bridge plugin does, in short: a veth whose container end is eth0 in that namespace.
+    execFileSync('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(sandbox.vm.pid)]);
+    execFileSync('ip', ['addr', 'add', '10.251.0.1/24', 'dev', hostEnd]);
+    execFileSync('ip', ['link', 'set', hostEnd, 'up']);
+    inQemuNetns('ip', 'addr', 'add', '10.251.0.2/24', 'dev', 'eth0');
+    inQemuNetns('ip', 'link', 'set', 'eth0', 'mtu', '1400', 'up');
+    inQemuNetns('ip', 'route', 'add', 'default', 'via', '10.251.0.1');
+    const cniMac = /link\/ether ([0-9a-f:]{17})/.exec(inQemuNetns('ip', '-o', 'link', 'show', 'eth0'))?.[1];
+
+    const { process: p } = await run(['sh', '-c', 'cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu; ip -4 addr show eth0; ip route; ping -c 1 -W 10 10.251.0.1 >/dev/null && echo gateway answers']);
+    const [out, exit] = await Promise.all([collect(p.stdout), p.wait()]);
+    const seen = out.toString();
+    expect(seen).toContain(`${cniMac}\n1400\n`);
+    expect(seen).toMatch(/inet 10\.251\.0\.2\/24/);
+    expect(seen).toMatch(/default via 10\.251\.0\.1 dev eth0/);
+    expect(seen).toContain('gateway answers');
+    expect(exit.status).toBe(0);
+    expect(inQemuNetns('tc', 'qdisc', 'show', 'dev', 'eth0')).toMatch(/ingress/);
+
+    const s = sandbox;
+    sandbox = undefined;
+    await s.stop();
+    expect(remainsOf(s)).toEqual({ processes: [], mounts: [], paths: [] });
+    // The namespace goes with QEMU (the kernel frees it in the background), and the veth with it.
+    await eventually(() => !execFileSync('ip', ['-o', 'link', 'show']).toString().includes(hostEnd), 10_000);
+  });
+
+  it('leaves a container on loopback when nothing fills the namespace', async () => {
+    sandbox = await startSandbox({}, { lateNetwork: true });
+    const { process: p } = await run(['ls', '/sys/class/net']);
+    const [out, exit] = await Promise.all([collect(p.stdout), p.wait()]);
+    expect(out.toString()).toBe('lo\n');
+    expect(exit.status).toBe(0);
   });
 });
 

@@ -67,13 +67,18 @@ describe('renderQemuArgs', () => {
     const args = renderQemuArgs({
       ...base,
       networks: [
-        { fdIndex: 0, mac: '02:42:0a:58:00:02', mtu: 1450, vhost: false },
-        { fdIndex: 1, mac: '02:42:0a:58:00:03', mtu: 9000, vhost: true },
+        { tap: { fdIndex: 0 }, mac: '02:42:0a:58:00:02', mtu: 1450, vhost: false },
+        { tap: { fdIndex: 1 }, mac: '02:42:0a:58:00:03', mtu: 9000, vhost: true },
       ],
     }).join(' ');
     expect(args).toContain('-netdev tap,id=net0,fd=3,vhost=off -device virtio-net-pci,netdev=net0,mac=02:42:0a:58:00:02,host_mtu=1450,romfile=');
     expect(args).toContain('-netdev tap,id=net1,fd=4,vhost=on -device virtio-net-pci,netdev=net1,mac=02:42:0a:58:00:03,host_mtu=9000,romfile=');
     expect(renderQemuArgs(base).join(' ')).not.toMatch(/netdev/);
+  });
+
+  it('renders a tap that QEMU creates by name, with a virtio-net header and no scripts, and no MTU when none is known', () => {
+    const args = renderQemuArgs({ ...base, networks: [{ tap: { ifname: 'tap0_kt' }, mac: '02:6b:74:00:00:01', vhost: false }] }).join(' ');
+    expect(args).toContain('-netdev tap,id=net0,ifname=tap0_kt,script=no,downscript=no,vnet_hdr=on,vhost=off -device virtio-net-pci,netdev=net0,mac=02:6b:74:00:00:01,romfile=');
   });
 
   it('doubles commas in paths so QEMU does not split them', () => {

@@ -38,11 +38,13 @@ export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logg
   const resources = containerKind(req.spec.annotations) === 'sandbox' ? podSandboxResources(req.spec.annotations) : req.spec.linux?.resources;
   const size = sizeVm({ cpus: settings.cpus, memoryMiB: settings.memoryMiB }, resources as never);
   const name = sandboxNameOnHost(req.namespace, req.sandboxId);
-  // CNI has filled it before containerd starts the shim (CRI pods, ctr run --cni).
-  const netnsPath = req.spec.linux?.namespaces?.find((ns) => ns.type === 'network')?.path;
+  // A CRI pod's namespace is filled by CNI before containerd starts the shim. A new network
+  // namespace without a path may still get one after Create: ctr run --cni fills the task pid's.
+  const network = req.spec.linux?.namespaces?.find((ns) => ns.type === 'network');
   return Sandbox.start(req.sandboxId, { ...settings, ...size }, log.child({ sandbox: req.sandboxId }), {
     name,
     ...(onLaunched ? { onLaunched } : {}),
-    ...(netnsPath ? { netnsPath } : {}),
+    ...(network?.path ? { netnsPath: network.path } : {}),
+    lateNetwork: network !== undefined && !network.path,
   });
 }

@@ -68,13 +68,17 @@ function sharedFsArgs(d: VmDescription): string[] {
 export const PASSED_FD_BASE = 3;
 
 function networkArgs(d: VmDescription): string[] {
-  return (d.networks ?? []).flatMap((n, i) => [
-    '-netdev',
-    `tap,id=net${i},fd=${PASSED_FD_BASE + n.fdIndex},vhost=${n.vhost ? 'on' : 'off'}`,
-    // No option ROM: nothing boots from the network, and loading it costs boot time.
-    '-device',
-    `virtio-net-pci,netdev=net${i},mac=${n.mac},host_mtu=${n.mtu},romfile=`,
-  ]);
+  return (d.networks ?? []).flatMap((n, i) => {
+    const tap = 'fdIndex' in n.tap ? `fd=${PASSED_FD_BASE + n.tap.fdIndex}` : `ifname=${qemuValue(n.tap.ifname)},script=no,downscript=no,vnet_hdr=on`;
+    const mtu = n.mtu === undefined ? '' : `,host_mtu=${n.mtu}`;
+    return [
+      '-netdev',
+      `tap,id=net${i},${tap},vhost=${n.vhost ? 'on' : 'off'}`,
+      // No option ROM: nothing boots from the network, and loading it costs boot time.
+      '-device',
+      `virtio-net-pci,netdev=net${i},mac=${n.mac}${mtu},romfile=`,
+    ];
+  });
 }
 
 function channelArgs(c: AgentChannel): string[] {
@@ -122,6 +126,12 @@ export function renderQemuArgs(d: VmDescription): string[] {
     '-sandbox',
     'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
   ];
+}
+
+/** QEMU's command; unshare(1) execs QEMU in place, so the pid stays QEMU's and its namespace the new one. */
+export function qemuCommand(d: VmDescription): string[] {
+  const qemu = [d.qemuBinary, ...renderQemuArgs(d)];
+  return d.ownNetworkNamespace ? ['unshare', '--net', '--', ...qemu] : qemu;
 }
 
 /** Kernel command-line knobs that cut boot time of our guest kernel; measured in the reference notes. */

@@ -9,11 +9,16 @@ export type AgentChannel =
   /** vhost-vsock device with the guest's context id. */
   | { kind: 'vsock'; guestCid: number };
 
-/** A virtio-net NIC on a tap device whose fd the VMM is handed (fd 3 + fdIndex in its process). */
+/** A virtio-net NIC on a tap device. */
 export interface NetworkDevice {
-  fdIndex: number;
+  /**
+   * The tap: one whose fd the VMM is handed (fd 3 + fdIndex in its process), or one the VMM
+   * creates by name in its own network namespace (see ownNetworkNamespace).
+   */
+  tap: { fdIndex: number } | { ifname: string };
   mac: string;
-  mtu: number;
+  /** Announced to the guest (virtio-net's host_mtu); when not given the guest sets it. */
+  mtu?: number;
   /** Let the host kernel's vhost-net move the packets (needs /dev/vhost-net). */
   vhost: boolean;
 }
@@ -40,6 +45,11 @@ export interface VmDescription {
   agentChannel: AgentChannel;
   /** Network interfaces, in guest order. */
   networks?: NetworkDevice[];
+  /**
+   * The VMM runs in a network namespace of its own, made when it starts, instead of the host's:
+   * its pid's namespace is then one that CNI can fill after the sandbox is created (ctr run --cni).
+   */
+  ownNetworkNamespace?: boolean;
   /** Guest console output goes to this file. */
   consoleLogPath: string;
   qmpSocketPath: string;

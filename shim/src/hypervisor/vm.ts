@@ -8,7 +8,7 @@ import type { Logger } from '../../../common/log.js';
 import { exitOf, exitWithin, isRunning, tail, type ExitStatus } from './child.js';
 import { ConsoleCap, MAX_CONSOLE_BYTES } from './console-cap.js';
 import { ConsoleFollower } from './console-follower.js';
-import { renderQemuArgs } from './qemu-args.js';
+import { qemuCommand } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
 import type { VmDescription } from './vm-description.js';
 import { Virtiofsd } from './virtiofsd.js';
@@ -78,13 +78,13 @@ export class QemuVm implements Vmm {
         if (!d.sharedFs) throw new VmError(d.name, 'virtiofsd given but the VM has no shared filesystem');
         virtiofsd = await Virtiofsd.start({ ...o.virtiofsd, socketPath: d.sharedFs.socketPath });
       }
-      const args = renderQemuArgs(d);
-      o.log.debug('starting qemu', { argv: [d.qemuBinary, ...args].join(' ') });
+      const argv = qemuCommand(d);
+      o.log.debug('starting qemu', { argv: argv.join(' ') });
       const spawnedAt = performance.now();
-      const child = spawn(d.qemuBinary, args, { stdio: ['ignore', 'ignore', 'pipe', ...(o.passFds ?? [])] });
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe', ...(o.passFds ?? [])] });
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
-        child.once('error', (err) => reject(new VmError(d.name, `cannot run ${d.qemuBinary}: ${err.message}`, { cause: err })));
+        child.once('error', (err) => reject(new VmError(d.name, `cannot run ${argv[0]}: ${err.message}`, { cause: err })));
       });
       const vm = new QemuVm(d.name, child, virtiofsd, d, o.runDir, spawnedAt, o.log);
       // QEMU writes its own pidfile; virtiofsd's is ours, so a cleanup without this process can find both.
@@ -176,3 +176,4 @@ export class QemuVm implements Vmm {
     this.log.info('sandbox VM stopped', { how, ms: Math.round(performance.now() - started) });
   }
 }
+

@@ -12,6 +12,24 @@ export const VHOST_NET_DEVICE = '/dev/vhost-net';
 
 export interface PodNic extends NetInterface {
   tap: string;
+  /** The MAC of the guest NIC on that tap; the agent finds the NIC by it and gives it the interface's. */
+  deviceMac: string;
+}
+
+/** A NIC the VM was given at launch, before any CNI interface existed to match. */
+export interface PreparedNic {
+  tap: string;
+  deviceMac: string;
+}
+
+export class LateNetworkError extends Error {
+  constructor(readonly netnsPath: string, readonly interfaces: string[]) {
+    super(
+      `CNI put ${interfaces.length} interfaces (${interfaces.join(', ')}) in ${netnsPath} after the sandbox was created; ` +
+        'a network set up after create can carry one (ctr run --cni uses one network)',
+    );
+    this.name = 'LateNetworkError';
+  }
 }
 
 export class NetnsGoneError extends Error {
@@ -47,7 +65,7 @@ export class PodNetwork {
       for (const [index, nic] of interfaces.entries()) {
         const tap = tapName(index);
         network.#tapFds.push(native.openTap(netnsPath, tap));
-        network.nics.push({ ...nic, tap });
+        network.nics.push({ ...nic, tap, deviceMac: nic.mac });
         await mirror(netnsPath, nic.name, tap, nic.mtu);
       }
     } catch (err) {
@@ -60,6 +78,27 @@ export class PodNetwork {
       routes: routes.length,
       virtioNet: vhost ? 'vhost-net' : o.allowVhost ? `userspace (no ${VHOST_NET_DEVICE})` : 'userspace (disable_vhost_net)',
     });
+    return network;
+  }
+
+  /**
+   * For a namespace CNI filled after the VM started (ctr run --cni): its one interface is mirrored
+   * to the tap the VM already has. Undefined when CNI put nothing there (loopback only).
+   */
+  static async adopt(netnsPath: string, prepared: PreparedNic, log: Logger): Promise<PodNetwork | undefined> {
+    if (!existsSync(netnsPath)) throw new NetnsGoneError(netnsPath);
+    const { interfaces, routes } = await readNetns(netnsPath);
+    if (interfaces.length === 0) return undefined;
+    if (interfaces.length > 1) throw new LateNetworkError(netnsPath, interfaces.map((i) => i.name));
+    const nic = interfaces[0]!;
+    const network = new PodNetwork(netnsPath, [{ ...nic, ...prepared }], routes, [], false, log);
+    try {
+      await mirror(netnsPath, nic.name, prepared.tap, nic.mtu);
+    } catch (err) {
+      await network.detach();
+      throw err;
+    }
+    log.info('network set up after create attached', { netns: netnsPath, interface: `${nic.name}=${prepared.tap}`, routes: routes.length });
     return network;
   }
 

@@ -1,6 +1,7 @@
 // A sandbox seen from the host: one VM with its agent, holding containers.
 // Knows nothing of containerd; the shim and the demo build on it.
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile, readdir, stat, mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type net from 'node:net';
@@ -20,7 +21,8 @@ import { ProcessHandle } from './process-handle.js';
 import { sandboxDirs } from './sandbox-dirs.js';
 import type { SandboxSettings } from './settings.js';
 import { startVsockProxy } from '../../../native/vsock-proxy.js';
-import { PodNetwork } from '../network/pod-network.js';
+import { PodNetwork, VHOST_NET_DEVICE, type PreparedNic } from '../network/pod-network.js';
+import { tapName } from '../network/tc-mirror.js';
 
 export const SHARED_FS_TAG = 'kataShared';
 export const SERIAL_PORT_NAME = 'agent.channel.0';
@@ -57,6 +59,11 @@ export interface StartOptions {
   launchVmm?: LaunchVmm;
   /** The host network namespace CNI filled for this sandbox: its interfaces are carried into the VM. */
   netnsPath?: string;
+  /**
+   * CNI may fill a namespace only after create (ctr run --cni configures the one of the task's
+   * pid): the VMM gets a namespace of its own with one NIC ready, carried over at the first start.
+   */
+  lateNetwork?: boolean;
 }
 
 export class Sandbox {
@@ -64,6 +71,9 @@ export class Sandbox {
   #stopped: Promise<void> | undefined;
   /** The container whose network namespace holds the pod's interfaces (its pause, or a lone container). */
   #networkHolder: string | undefined;
+  #network: PodNetwork | undefined;
+  /** The NIC the VM got for a network that comes after create; taken at the holder's start. */
+  #preparedNic: PreparedNic | undefined;
 
   private constructor(
     readonly id: string,
@@ -74,9 +84,12 @@ export class Sandbox {
     private readonly settings: SandboxSettings,
     private readonly native: NativeAddon,
     private readonly proxy: net.Server | undefined,
-    private readonly network: PodNetwork | undefined,
+    network: PodNetwork | undefined | PreparedNic,
     private readonly log: Logger,
-  ) {}
+  ) {
+    if (network instanceof PodNetwork) this.#network = network;
+    else this.#preparedNic = network;
+  }
 
   /** Where this sandbox keeps its files (the cleanup after a dead shim looks there). */
   get runRoot(): string {
@@ -139,7 +152,14 @@ export class Sandbox {
     let network: PodNetwork | undefined;
     if (opts.netnsPath && settings.networkModel !== 'none') {
       network = await PodNetwork.attach(opts.netnsPath, { allowVhost: !settings.disableVhostNet }, native, log.child({ sandbox: id }));
-      description.networks = network.nics.map((n, fdIndex) => ({ fdIndex, mac: n.mac, mtu: n.mtu, vhost: network!.vhost }));
+      description.networks = network.nics.map((n, fdIndex) => ({ tap: { fdIndex }, mac: n.mac, mtu: n.mtu, vhost: network!.vhost }));
+    }
+    let preparedNic: PreparedNic | undefined;
+    if (opts.lateNetwork && !opts.netnsPath && settings.networkModel !== 'none') {
+      // A locally administered MAC until the guest NIC takes the CNI interface's.
+      preparedNic = { tap: tapName(0), deviceMac: localMac() };
+      description.ownNetworkNamespace = true;
+      description.networks = [{ tap: { ifname: preparedNic.tap }, mac: preparedNic.deviceMac, vhost: !settings.disableVhostNet && existsSync(VHOST_NET_DEVICE) }];
     }
     try {
       await makeSharedMountPoint(native, sharedDir);
@@ -190,7 +210,7 @@ export class Sandbox {
         sandboxReadyMs: Math.round(ready - vm.spawnedAt),
       };
       log.info('sandbox ready', { sandbox: id, ...timeline, guestKernel: details.kernelRelease });
-      return new Sandbox(id, vm, agent, timeline, sharedDir, settings, native, proxy, network, log.child({ sandbox: id }));
+      return new Sandbox(id, vm, agent, timeline, sharedDir, settings, native, proxy, network ?? preparedNic, log.child({ sandbox: id }));
     } catch (err) {
       const consoleTail = await readFile(description.consoleLogPath, 'utf8').catch(() => '');
       log.error('sandbox failed to start', { sandbox: id, error: (err as Error).message, console: consoleTail.slice(-2000) || undefined });
@@ -240,7 +260,7 @@ export class Sandbox {
         })),
       });
       this.#containers.add(containerId);
-      if (this.network && this.#networkHolder === undefined && role !== 'pod-member') this.#networkHolder = containerId;
+      if ((this.#network || this.#preparedNic) && this.#networkHolder === undefined && role !== 'pod-member') this.#networkHolder = containerId;
     } catch (err) {
       await this.#unshare(containerId);
       throw err;
@@ -257,17 +277,28 @@ export class Sandbox {
 
   /** Starts the container's main process. Its output streams are attached before it runs. */
   async startContainer(containerId: string): Promise<{ pid: number; process: ProcessHandle }> {
+    // The network is in place before the container's first instruction: the agent makes the
+    // namespace the container joins when it starts.
+    if (containerId === this.#networkHolder) {
+      if (this.#preparedNic) await this.#adoptLateNetwork(this.#preparedNic);
+      if (this.#network) await this.#configureGuestNetwork(containerId, this.#network);
+    }
     const process = new ProcessHandle(this.agent, containerId, '');
     const { pid } = await this.agent.call('startContainer', { containerId });
-    // Its network namespace exists once it runs: the pod's interfaces go there, before any member joins.
-    if (containerId === this.#networkHolder && this.network) await this.#configureGuestNetwork(containerId, this.network);
     return { pid, process };
+  }
+
+  /** Mirrors what CNI put in the VMM's own namespace after create to the NIC the VM has. */
+  async #adoptLateNetwork(prepared: PreparedNic): Promise<void> {
+    this.#preparedNic = undefined;
+    if (this.vm.pid === undefined) throw new Error(`sandbox ${this.id}: its VM has no pid, so no network namespace to read`);
+    this.#network = await PodNetwork.adopt(`/proc/${this.vm.pid}/ns/net`, prepared, this.log);
   }
 
   /** Tells the agent the pod's interfaces and routes, as CNI set them up on the host. */
   async #configureGuestNetwork(containerId: string, network: PodNetwork): Promise<void> {
     for (const nic of network.nics)
-      await this.agent.call('updateInterface', { containerId, interface: { name: nic.name, mac: nic.mac, mtu: nic.mtu, addresses: nic.addresses } });
+      await this.agent.call('updateInterface', { containerId, interface: { name: nic.name, mac: nic.mac, deviceMac: nic.deviceMac, mtu: nic.mtu, addresses: nic.addresses } });
     await this.agent.call('updateRoutes', { containerId, routes: network.routes });
     this.log.info('guest network configured', { container: containerId, interfaces: network.nics.map((n) => n.name), routes: network.routes.length });
   }
@@ -317,13 +348,20 @@ export class Sandbox {
       });
       this.agent.close();
       this.proxy?.close();
-      await this.network?.detach();
+      await this.#network?.detach();
       for (const containerId of this.#containers) await this.#unshare(containerId);
       this.#containers.clear();
       await unmountAndRemove(this.native, this.sharedDir);
     })();
     return this.#stopped;
   }
+}
+
+/** A random locally administered unicast MAC. */
+function localMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfc) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
 /** The guest kernel's command line: the speed knobs that cost hardening only under TCG. */
