@@ -14,8 +14,9 @@ export class PreparedNetns {
 
   /** Starts the holder in a new network namespace; resolves once the namespace exists. */
   static create(): Promise<PreparedNetns> {
-    // busybox unshare execs sh in the new namespace; sh says so, then becomes the holder.
-    const holder = spawn('unshare', ['-n', 'sh', '-c', `echo ready; exec sleep 2147483647`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // busybox unshare execs sh in the new namespace; sh brings loopback up (crun does that only in
+    // a namespace it makes itself), says so, then becomes the holder.
+    const holder = spawn('unshare', ['-n', 'sh', '-c', 'ip link set lo up && echo ready && exec sleep 2147483647'], { stdio: ['ignore', 'pipe', 'pipe'] });
     return new Promise((resolve, reject) => {
       let out = '';
       let err = '';

@@ -3,7 +3,9 @@
 // nothing of it is left afterwards.
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { VIRTIOFSD_PIDFILE } from '../../shim/src/hypervisor/vm.js';
+import { sandboxDirs } from '../../shim/src/sandbox/sandbox-dirs.js';
 import { join } from 'node:path';
 import os from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +13,7 @@ import { AgentCallError, SandboxDeadError } from '../../shim/src/sandbox/errors.
 import { defaultSpec } from '../../shim/src/sandbox/default-spec.js';
 import { processSpec } from '../../shim/src/sandbox/default-spec.js';
 import type { Sandbox } from '../../shim/src/sandbox/sandbox.js';
-import { eventually } from '../helpers/host-state.js';
+import { eventually, sandboxProcesses } from '../helpers/host-state.js';
 import { BUSYBOX_ROOTFS, REPO, collect, remainsOf, startSandbox, testSettings } from '../helpers/sandbox-harness.js';
 
 let sandbox: Sandbox | undefined;
@@ -157,6 +159,33 @@ describe('a sandbox that cannot boot', () => {
     expect(execFileSync('sh', ['-c', `grep -c ${settings.runRoot} /proc/self/mountinfo || true`]).toString().trim()).toBe('0');
   });
 
+  it('starts no QEMU when its run folder cannot be written, and leaves nothing behind', async () => {
+    const settings = testSettings();
+    const name = `t${process.pid}-pidfile`;
+    const { vmDir } = sandboxDirs(settings.runRoot, name);
+    // A folder where virtiofsd's pidfile goes: writing it fails (EISDIR), also for root.
+    mkdirSync(join(vmDir, VIRTIOFSD_PIDFILE), { recursive: true });
+    await expect(startSandbox({}, { name })).rejects.toThrow(/EISDIR/);
+    expect(sandboxProcesses().filter((p) => p.cmd.includes(name))).toEqual([]);
+    expect(existsSync(vmDir)).toBe(false);
+  });
+
+  it('ends a boot as soon as its signal aborts (a Create containerd gave up on), and leaves nothing behind', async () => {
+    const settings = testSettings();
+    const vmDirs = () => (existsSync(`${settings.runRoot}/vm`) ? readdirSync(`${settings.runRoot}/vm`) : []);
+    const before = vmDirs();
+    const abort = new AbortController();
+    let qemuPid = 0;
+    // The agent answers about 2.4 s after launch under TCG: a boot that finished would resolve instead.
+    const booting = startSandbox({}, { signal: abort.signal, onLaunched: () => setTimeout(() => abort.abort(new Error('Create gave up')), 300) });
+    const watch = setInterval(() => (qemuPid ||= sandboxProcesses().find((p) => /qemu-system/.test(p.cmd))?.pid ?? 0), 50);
+    await expect(booting).rejects.toThrow('Create gave up');
+    clearInterval(watch);
+    expect(qemuPid === 0 || !existsSync(`/proc/${qemuPid}`)).toBe(true);
+    expect(vmDirs()).toEqual(before);
+    expect(execFileSync('sh', ['-c', `grep -c ${settings.runRoot} /proc/self/mountinfo || true`]).toString().trim()).toBe('0');
+  });
+
   it('names virtiofsd’s error when virtiofsd dies first, and leaves nothing behind', async () => {
     const dir = mkdtempSync(join(os.tmpdir(), 'kata-ts-virtiofsd-'));
     try {
@@ -229,13 +258,14 @@ describe('a sandbox whose network namespace is filled after create (ctr run --cn
     inQemuNetns('ip', 'route', 'add', 'default', 'via', '10.251.0.1');
     const cniMac = /link\/ether ([0-9a-f:]{17})/.exec(inQemuNetns('ip', '-o', 'link', 'show', 'eth0'))?.[1];
 
-    const { process: p } = await run(['sh', '-c', 'cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu; ip -4 addr show eth0; ip route; ping -c 1 -W 10 10.251.0.1 >/dev/null && echo gateway answers']);
+    const { process: p } = await run(['sh', '-c', 'cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu; ip -4 addr show eth0; ip route; ip -o link show lo; ping -c 1 -W 10 10.251.0.1 >/dev/null && echo gateway answers']);
     const [out, exit] = await Promise.all([collect(p.stdout), p.wait()]);
     const seen = out.toString();
     expect(seen).toContain(`${cniMac}\n1400\n`);
     expect(seen).toMatch(/inet 10\.251\.0\.2\/24/);
     expect(seen).toMatch(/default via 10\.251\.0\.1 dev eth0/);
     expect(seen).toContain('gateway answers');
+    expect(seen).toMatch(/lo: <LOOPBACK,UP/);
     expect(exit.status).toBe(0);
     expect(inQemuNetns('tc', 'qdisc', 'show', 'dev', 'eth0')).toMatch(/ingress/);
 
