@@ -60,3 +60,56 @@ describe('ProcessStdio output FIFOs', () => {
     }
   });
 });
+
+/** A process that records what reaches its stdin and when stdin closes. */
+function stdinRecorder() {
+  const got: Buffer[] = [];
+  let closed!: () => void;
+  let isClosed = false;
+  const stdinClosed = new Promise<void>((r) => (closed = r)).then(() => void (isClosed = true));
+  const proc = {
+    stdout: new PassThrough(),
+    stderr: new PassThrough(),
+    write: async (b: Buffer) => void got.push(b),
+    closeStdin: async () => closed(),
+  } as unknown as ProcessHandle;
+  return { proc, got, stdinClosed, isClosed: () => isClosed };
+}
+
+describe('ProcessStdio stdin FIFOs', () => {
+  it('wait for their client without taking the thread pool, and forward everything until its EOF', async () => {
+    const waiting: { stdio: ProcessStdio; stdin: string; rec: ReturnType<typeof stdinRecorder> }[] = [];
+    for (let i = 0; i < 10; i++) {
+      const stdin = join(dir, `in${i}`);
+      execFileSync('mkfifo', [stdin]);
+      const stdio = new ProcessStdio({ stdin, stdout: '', stderr: '', terminal: false }, log, { id: `in${i}`, namespace: 'default' });
+      const rec = stdinRecorder();
+      await stdio.attach(rec.proc);
+      waiting.push({ stdio, stdin, rec });
+    }
+    const t0 = Date.now();
+    await readFile('/proc/self/status');
+    expect(Date.now() - t0).toBeLessThan(1000);
+    // No writer yet is not EOF: stdin stays open.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(waiting[0]!.rec.isClosed()).toBe(false);
+
+    const first = waiting[0]!;
+    execFileSync('sh', ['-c', `printf 'one\\ntwo\\n' > ${first.stdin}`]);
+    await first.rec.stdinClosed;
+    expect(Buffer.concat(first.rec.got).toString()).toBe('one\ntwo\n');
+    for (const w of waiting.slice(1)) await w.stdio.close();
+  });
+
+  it('closes stdin after CloseIO once nothing more comes, also when the client never opened its end', async () => {
+    const stdin = join(dir, 'in-closeio');
+    execFileSync('mkfifo', [stdin]);
+    const stdio = new ProcessStdio({ stdin, stdout: '', stderr: '', terminal: false }, log, { id: 'closeio', namespace: 'default' });
+    const rec = stdinRecorder();
+    await stdio.attach(rec.proc);
+    await stdio.closeStdin(rec.proc);
+    await rec.stdinClosed;
+    expect(rec.got).toEqual([]);
+    await stdio.close();
+  });
+});

@@ -3,9 +3,8 @@
 // Output is copied with back-pressure; `flushed` resolves once every byte was
 // written and the client's read ends see EOF (or the logging binary ended),
 // which is when an exit may be reported.
-import { closeSync, constants, createReadStream, createWriteStream, open as openFd, openSync, type ReadStream } from 'node:fs';
+import { closeSync, constants, createWriteStream, open as openFd, openSync } from 'node:fs';
 import net from 'node:net';
-import { open } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../../../common/log.js';
 import type { ProcessHandle } from '../sandbox/process-handle.js';
@@ -33,6 +32,9 @@ export function stdioTarget(uri: string): StdioTarget {
 /** How often an output FIFO's open is tried again while the client has not opened its read end. */
 const FIFO_RETRY_FIRST_MS = 5;
 const FIFO_RETRY_MAX_MS = 200;
+
+/** After CloseIO, how long stdin may carry nothing before it is closed although the client's end is still open. */
+const CLOSE_IO_IDLE_MS = 1000;
 
 /** An output FIFO whose open waits for the client; cancel() gives up on it. */
 export interface PendingOpen {
@@ -121,7 +123,10 @@ function copyOutput(source: Readable, opening: Promise<Writable> | undefined, lo
 }
 
 export class ProcessStdio {
-  #stdinStream: ReadStream | undefined;
+  #stdinStream: net.Socket | undefined;
+  #stdinIdleWatch: NodeJS.Timeout | undefined;
+  /** A chunk of stdin is on its way to the process. */
+  #stdinWriting = false;
   #logger: BinaryLogger | undefined;
   #attached = false;
   /** Output FIFOs whose open still waits for the client. */
@@ -161,12 +166,28 @@ export class ProcessStdio {
       if (!this.paths.terminal) await proc.closeStdin().catch(() => undefined);
       return;
     }
-    // A blocking open in the thread pool: it returns when the client opens its end.
-    const stream = createReadStream(stdin.path, { highWaterMark: 256 * 1024 });
+    // Non-blocking, so no thread-pool thread waits for the client. Until a writer has come, epoll
+    // reports nothing on this FIFO (no early EOF); once the last writer is gone, it reports EOF.
+    const fd = await new Promise<number>((resolve) =>
+      openFd(stdin.path, constants.O_RDONLY | constants.O_NONBLOCK, (err, f) => {
+        if (err) this.log.warn('cannot open stdin; the process gets none', { error: err.message });
+        resolve(err ? -1 : f);
+      }),
+    );
+    if (fd < 0) {
+      await proc.closeStdin().catch(() => undefined);
+      return;
+    }
+    const stream = new net.Socket({ fd, readable: true, writable: false });
     this.#stdinStream = stream;
+    stream.once('close', () => clearInterval(this.#stdinIdleWatch));
     void (async () => {
       try {
-        for await (const chunk of stream) await proc.write(chunk as Buffer);
+        for await (const chunk of stream) {
+          this.#stdinWriting = true;
+          await proc.write(chunk as Buffer);
+          this.#stdinWriting = false;
+        }
         // The client closed its end: the process sees EOF, as with runc.
         await proc.closeStdin();
       } catch (err) {
@@ -183,15 +204,23 @@ export class ProcessStdio {
    */
   async closeStdin(proc: ProcessHandle): Promise<void> {
     const stream = this.#stdinStream;
-    if (stream && !stream.destroyed && !stream.pending) return;
     if (!stream) {
       await proc.closeStdin();
       return;
     }
-    // Never opened: the client's writer is gone, so no data can come.
-    void this.close()
-      .then(() => proc.closeStdin())
-      .catch((err: Error) => this.log.debug('cannot close stdin', { error: err.message }));
+    if (stream.destroyed || stream.readableEnded || this.#stdinIdleWatch) return;
+    // A client that never opened its end, or keeps it open after CloseIO, sends nothing more: once
+    // nothing has come for a while, stdin is closed without waiting for that EOF.
+    let seen = stream.bytesRead;
+    this.#stdinIdleWatch = setInterval(() => {
+      if (stream.bytesRead !== seen || stream.readableLength > 0 || this.#stdinWriting) {
+        seen = stream.bytesRead;
+        return;
+      }
+      clearInterval(this.#stdinIdleWatch);
+      stream.destroy();
+      proc.closeStdin().catch((err: Error) => this.log.debug('cannot close stdin', { error: err.message }));
+    }, CLOSE_IO_IDLE_MS).unref();
   }
 
   /** Resolves when all output was written and the client's FIFOs were closed. */
@@ -203,14 +232,7 @@ export class ProcessStdio {
   async close(): Promise<void> {
     if (this.#logger && !this.#attached) await this.#logger.stop();
     for (const opening of [...this.#pendingOpens]) opening.cancel();
-    const stream = this.#stdinStream;
-    if (!stream) return;
-    const target = stdioTarget(this.paths.stdin);
-    if (stream.pending && target.kind === 'fifo') {
-      // The open is still blocked in the thread pool waiting for a writer: be that writer for a moment.
-      const unblock = await open(target.path, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
-      await unblock?.close();
-    }
-    stream.destroy();
+    clearInterval(this.#stdinIdleWatch);
+    this.#stdinStream?.destroy();
   }
 }
