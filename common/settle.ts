@@ -14,3 +14,14 @@ export async function settlesWithin(promise: Promise<unknown>, ms: number): Prom
     clearTimeout(timer);
   }
 }
+
+/** A promise that rejects with the signal's reason when it aborts; dispose() once it no longer matters. */
+export function rejectedOnAbort(signal: AbortSignal | undefined): { promise: Promise<never>; dispose: () => void } {
+  let onAbort = () => {};
+  const promise = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  promise.catch(() => undefined);
+  return { promise, dispose: () => signal?.removeEventListener('abort', onAbort) };
+}

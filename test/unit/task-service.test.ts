@@ -1,5 +1,5 @@
 // The Task service's bookkeeping and state machine, over a fake sandbox.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -15,6 +15,7 @@ import { toTtrpcError } from '../../shim/src/containerd/wire-errors.js';
 import { HostCapabilityError } from '../../shim/src/hypervisor/accel.js';
 import { NetnsGoneError } from '../../shim/src/network/pod-network.js';
 import { SpecError } from '../../shim/src/sandbox/errors.js';
+import { Code, TtrpcError } from '../../shim/src/ttrpc/status.js';
 import type { Sandbox } from '../../shim/src/sandbox/sandbox.js';
 
 import v2 = containerd.task.v2;
@@ -62,7 +63,7 @@ afterEach(() => {
   for (const b of bundles.splice(0)) rmSync(b, { recursive: true, force: true });
 });
 
-function setup(prepared?: PreparedSandbox, startGate?: Promise<void>) {
+function setup(prepared?: PreparedSandbox, startGate?: Promise<void>, boot?: (signal: AbortSignal) => Promise<void>) {
   const events: TaskEvent[] = [];
   const procs: ReturnType<typeof fakeProcess>[] = [];
   const removed: string[] = [];
@@ -96,8 +97,9 @@ function setup(prepared?: PreparedSandbox, startGate?: Promise<void>) {
     namespace: 'default',
     log: createLogger({ level: 'error' }),
     events: { publish: (e: TaskEvent) => void events.push(e) } as unknown as EventPublisher,
-    startSandbox: async (req) => {
+    startSandbox: async (req, signal) => {
       booted.push(req);
+      await boot?.(signal);
       return sandbox;
     },
     ...(prepared ? { prepared } : {}),
@@ -106,7 +108,7 @@ function setup(prepared?: PreparedSandbox, startGate?: Promise<void>) {
   const bundle = mkdtempSync(join(tmpdir(), 'kata-ts-bundle-'));
   bundles.push(bundle);
   writeFileSync(join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', process: { args: ['sh'], cwd: '/', user: { uid: 0, gid: 0 } }, root: { path: 'rootfs' }, linux: { namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'network' }] } }));
-  const create = (id: string) => service.create(v2.CreateTaskRequest.create({ id, bundle }));
+  const create = (id: string, signal?: AbortSignal) => service.create(v2.CreateTaskRequest.create({ id, bundle }), signal);
   return { service, events, procs, removed, agentCalls, create, booted, bundle, sandboxStops, shutdowns: () => shutdowns };
 }
 
@@ -128,6 +130,31 @@ describe('TaskService', () => {
     expect(removed).toEqual(['t1']);
     expect(events.map((e) => e.topic)).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete']);
     expect(await code(service.state(v2.StateRequest.create({ id: 't1' })))).toBe(5);
+  });
+
+  it("ends the boot when containerd's deadline for Create passes, answers DEADLINE_EXCEEDED, and boots anew for the next Create", async () => {
+    let bootSignal: AbortSignal | undefined;
+    let hang = true;
+    let bootBegan!: () => void;
+    const began = new Promise<void>((r) => (bootBegan = r));
+    const { create, booted } = setup(undefined, undefined, (signal) => {
+      bootSignal = signal;
+      bootBegan();
+      // A boot that only ends when it is told to, as Sandbox.start does on abort.
+      if (!hang) return Promise.resolve();
+      return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+    });
+    const deadline = new AbortController();
+    const creating = create('t1', deadline.signal);
+    await began;
+    expect(bootSignal?.aborted).toBe(false);
+    // What the ttrpc server aborts a call's signal with at its deadline.
+    deadline.abort(new TtrpcError(Code.DEADLINE_EXCEEDED, 'ttrpc: deadline exceeded'));
+    expect(await code(creating)).toBe(Code.DEADLINE_EXCEEDED);
+    expect(bootSignal?.aborted).toBe(true);
+    hang = false;
+    expect(await create('t1')).toEqual({ pid: 4242 });
+    expect(booted).toHaveLength(2);
   });
 
   it('lets a Kill that comes during Start act on the started process, so no exit precedes TaskStart', async () => {
@@ -187,6 +214,25 @@ describe('TaskService', () => {
     await service.wait(v2.WaitRequest.create({ id: 't1', execId: 'e1' }));
     const exit = events.find((e) => e.topic === '/tasks/exit');
     expect(exit?.event).toMatchObject({ containerId: 't1', id: 'e1', exitStatus: 0 });
+  });
+
+  it('stops the logging binary of an exec that never started when its init is deleted', async () => {
+    const { service, procs, create, bundle } = setup();
+    const logger = join(bundle, 'logger.sh');
+    // Ready at once (fd 5 closed), then it would wait for ever for output that never comes.
+    writeFileSync(logger, `#!/bin/sh\necho $$ > ${bundle}/logger.pid\nexec 5>&-\nexec /bin/sleep 600\n`, { mode: 0o755 });
+    await create('t1');
+    await service.start(v2.StartRequest.create({ id: 't1' }));
+    const spec = { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from(JSON.stringify({ args: ['true'], cwd: '/' })) };
+    await service.exec(v2.ExecProcessRequest.create({ id: 't1', execId: 'e1', spec, stdout: `binary://${logger}` }));
+    const pid = Number(readFileSync(join(bundle, 'logger.pid'), 'utf8'));
+    const alive = () => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+    expect(alive()).toBe(true);
+    procs[0]!.exit(0);
+    await service.wait(v2.WaitRequest.create({ id: 't1' }));
+    await service.delete(v2.DeleteRequest.create({ id: 't1' }));
+    for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive()).toBe(false);
   });
 
   it('treats SIGKILL and SIGTERM to a stopped process as done, other signals as not found', async () => {
@@ -262,6 +308,7 @@ describe('TaskService with a sandbox booted ahead of Create', () => {
   const ahead = (configPath: string | undefined, stops: string[], sandbox: Promise<Sandbox> = Promise.resolve(fakeSandbox('t1', stops))): PreparedSandbox => ({
     request: { namespace: 'default', sandboxId: 't1', bundle: '/nonexistent', spec: {}, configPath },
     sandbox,
+    abort: new AbortController(),
   });
 
   it('takes the boot over when Create asks for the same sandbox and configuration', async () => {

@@ -25,8 +25,14 @@ export interface SandboxRequest {
   configPath: string | undefined;
 }
 
-/** onLaunched is called once QEMU runs (not if the boot fails before that). */
-export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logger, onLaunched?: () => void): Promise<Sandbox> {
+export interface BootOptions {
+  /** Called once QEMU runs (not if the boot fails before that). */
+  onLaunched?: () => void;
+  /** Ends the boot: the VM is stopped and everything of it removed. */
+  signal?: AbortSignal;
+}
+
+export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logger, o: BootOptions = {}): Promise<Sandbox> {
   const config = loadConfig(defaultShimSettings(debug), req.configPath, [DEFAULT_CONFIG_PATH, SHIPPED_CONFIG_PATH]);
   const settings = applyAnnotations(config, req.spec.annotations);
   log.info('configuration', { source: config.source });
@@ -43,7 +49,8 @@ export async function bootSandbox(req: SandboxRequest, debug: boolean, log: Logg
   const network = req.spec.linux?.namespaces?.find((ns) => ns.type === 'network');
   return Sandbox.start(req.sandboxId, { ...settings, ...size }, log.child({ sandbox: req.sandboxId }), {
     name,
-    ...(onLaunched ? { onLaunched } : {}),
+    ...(o.onLaunched ? { onLaunched: o.onLaunched } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
     ...(network?.path ? { netnsPath: network.path } : {}),
     lateNetwork: network !== undefined && !network.path,
   });

@@ -77,7 +77,8 @@ export async function serveCommand(flags: ShimFlags, spec: OciSpecLike, socket: 
     // QEMU first: loading the Task API is synchronous work that would hold up each step of the launch.
     let launched!: () => void;
     const qemuRuns = new Promise<void>((resolve) => (launched = resolve));
-    prepared = { request: ahead, sandbox: bootSandbox(ahead, flags.debug, log, launched) };
+    const abort = new AbortController();
+    prepared = { request: ahead, sandbox: bootSandbox(ahead, flags.debug, log, { onLaunched: launched, signal: abort.signal }), abort };
     await Promise.race([qemuRuns, prepared.sandbox.catch(() => undefined)]);
   }
   const [{ TtrpcServer }, { EventPublisher }, { taskMethods, TASK_SERVICE }, { TaskService }] = await Promise.all([
@@ -105,7 +106,7 @@ export async function serveCommand(flags: ShimFlags, spec: OciSpecLike, socket: 
     namespace: flags.namespace,
     log,
     events,
-    startSandbox: (req) => bootSandbox(req, flags.debug, log),
+    startSandbox: (req, signal) => bootSandbox(req, flags.debug, log, { signal }),
     ...(prepared ? { prepared } : {}),
     onShutdown: () => void exit('shutdown'),
   });

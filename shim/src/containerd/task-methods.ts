@@ -1,6 +1,6 @@
 // Binds the Task service to ttrpc: one line per rpc of containerd.task.v2.Task.
 import { containerd, google } from '../../../proto/gen/containerd/containerd.js';
-import { method as ttrpcMethod, type MessageDecoder, type MessageEncoder, type ServiceMethods } from '../ttrpc/method.js';
+import { method as ttrpcMethod, type CallContext, type MessageDecoder, type MessageEncoder, type ServiceMethods } from '../ttrpc/method.js';
 import type { TaskService } from './task-service.js';
 import { toTtrpcError } from './wire-errors.js';
 
@@ -10,9 +10,9 @@ export const TASK_SERVICE = 'containerd.task.v2.Task';
 const Empty = google.protobuf.Empty;
 
 /** A Task rpc whose failures reach containerd as the gRPC codes it acts on (NotFound, FailedPrecondition, …). */
-function method<Req, Res>(request: MessageDecoder<Req>, response: MessageEncoder<Res>, handler: (req: Req) => Promise<Res>) {
-  return ttrpcMethod(request, response, (req: Req) =>
-    handler(req).catch((err: unknown) => {
+function method<Req, Res>(request: MessageDecoder<Req>, response: MessageEncoder<Res>, handler: (req: Req, ctx: CallContext) => Promise<Res>) {
+  return ttrpcMethod(request, response, (req: Req, ctx) =>
+    handler(req, ctx).catch((err: unknown) => {
       throw toTtrpcError(err);
     }),
   );
@@ -21,7 +21,8 @@ function method<Req, Res>(request: MessageDecoder<Req>, response: MessageEncoder
 export function taskMethods(s: TaskService): ServiceMethods {
   return {
     State: method(v2.StateRequest, v2.StateResponse, (r) => s.state(r)),
-    Create: method(v2.CreateTaskRequest, v2.CreateTaskResponse, (r) => s.create(r)),
+    // containerd's deadline (kubelet's, for a pod) ends a boot it no longer waits for.
+    Create: method(v2.CreateTaskRequest, v2.CreateTaskResponse, (r, ctx) => s.create(r, ctx.signal)),
     Start: method(v2.StartRequest, v2.StartResponse, (r) => s.start(r)),
     Delete: method(v2.DeleteRequest, v2.DeleteResponse, (r) => s.delete(r)),
     Pids: method(v2.PidsRequest, v2.PidsResponse, (r) => s.pids(r)),

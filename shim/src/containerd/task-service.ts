@@ -48,7 +48,8 @@ export interface TaskServiceDeps {
   log: Logger;
   events: EventPublisher;
   /** Boots the sandbox VM for the first task. */
-  startSandbox: (req: SandboxRequest) => Promise<Sandbox>;
+  /** Boots a sandbox; an abort of `signal` ends the boot, leaving nothing behind. */
+  startSandbox: (req: SandboxRequest, signal: AbortSignal) => Promise<Sandbox>;
   /** A boot the shim began before the first Create, from that task's bundle; Create takes it over if it asks for the same sandbox. */
   prepared?: PreparedSandbox;
   /** Called after Shutdown answered, when no task is left. */
@@ -58,6 +59,8 @@ export interface TaskServiceDeps {
 export interface PreparedSandbox {
   request: SandboxRequest;
   sandbox: Promise<Sandbox>;
+  /** Ends that boot (the VM is stopped and cleaned up) when the Create it was for gives up. */
+  abort: AbortController;
 }
 
 export interface OciSpecLike extends SpecLike {
@@ -77,6 +80,8 @@ const POD_ROLES: Record<ReturnType<typeof containerKind>, PodRole> = { sandbox: 
 export class TaskService {
   readonly #tasks = new Map<string, Task>();
   #sandbox: Promise<Sandbox> | undefined;
+  /** Ends the boot of #sandbox while it is under way. */
+  #bootAbort: AbortController | undefined;
   #prepared: PreparedSandbox | undefined;
   /** Bundles of deleted tasks that owned the VM: clean once it is stopped. */
   readonly #cleanAfterTeardown: string[] = [];
@@ -106,27 +111,55 @@ export class TaskService {
       if (containerKind(spec.annotations) === 'pod-container')
         throw new TtrpcError(Code.FAILED_PRECONDITION, `task ${taskId} belongs to pod sandbox ${sandboxIdOf(taskId, spec.annotations)}, which this shim does not run`);
       const request: SandboxRequest = { namespace: this.deps.namespace, sandboxId: sandboxIdOf(taskId, spec.annotations), bundle, spec, configPath };
-      this.#sandbox = this.#takePrepared(request) ?? this.deps.startSandbox(request);
+      const boot = this.#takePrepared(request) ?? this.#startSandbox(request);
+      this.#sandbox = boot.sandbox;
+      this.#bootAbort = boot.abort;
       this.#sandbox.then(
         (sandbox) => void this.#forwardOomEvents(sandbox),
         () => (this.#sandbox = undefined),
       );
+      void this.#sandbox.finally(() => this.#bootAbort === boot.abort && (this.#bootAbort = undefined)).catch(() => undefined);
     }
     return this.#sandbox;
   }
 
+  #startSandbox(request: SandboxRequest): { sandbox: Promise<Sandbox>; abort: AbortController } {
+    const abort = new AbortController();
+    return { sandbox: this.deps.startSandbox(request, abort.signal), abort };
+  }
+
+  /** The sandbox for a Create; if that Create gives up while the sandbox boots for it, the boot ends too. */
+  async #sandboxForCreate(req: v2.CreateTaskRequest, spec: OciSpecLike, signal: AbortSignal | undefined): Promise<Sandbox> {
+    const booting = this.#sandbox === undefined;
+    const sandbox = this.#sandboxFor(req.id, req.bundle, spec, runtimeConfigPath(req.options));
+    const bootAbort = this.#bootAbort;
+    if (!booting || !signal || !bootAbort) return sandbox;
+    const giveUp = () => {
+      this.deps.log.warn('Create gave up while the sandbox booted; stopping the boot', { id: req.id, reason: String(signal.reason?.message ?? signal.reason) });
+      bootAbort.abort(signal.reason);
+    };
+    if (signal.aborted) giveUp();
+    signal.addEventListener('abort', giveUp, { once: true });
+    try {
+      return await sandbox;
+    } finally {
+      signal.removeEventListener('abort', giveUp);
+    }
+  }
+
   /** The boot begun before Create, if it is for this sandbox with the same configuration; otherwise it is stopped. */
-  #takePrepared(request: SandboxRequest): Promise<Sandbox> | undefined {
+  #takePrepared(request: SandboxRequest): PreparedSandbox | undefined {
     const prepared = this.#prepared;
     this.#prepared = undefined;
     if (!prepared) return undefined;
-    if (prepared.request.sandboxId === request.sandboxId && prepared.request.configPath === request.configPath) return prepared.sandbox;
+    if (prepared.request.sandboxId === request.sandboxId && prepared.request.configPath === request.configPath) return prepared;
     this.deps.log.warn('the sandbox booted ahead of Create does not match it; booting another', {
       booted: prepared.request.sandboxId,
       wanted: request.sandboxId,
       bootedConfig: prepared.request.configPath ?? 'default',
       wantedConfig: request.configPath ?? 'default',
     });
+    prepared.abort.abort(new Error('the sandbox booted ahead of Create does not match it'));
     void prepared.sandbox.then((s) => s.stop(), () => undefined);
     return undefined;
   }
@@ -147,7 +180,7 @@ export class TaskService {
     return this.#tasks.size;
   }
 
-  async create(req: v2.CreateTaskRequest): Promise<v2.ICreateTaskResponse> {
+  async create(req: v2.CreateTaskRequest, signal?: AbortSignal): Promise<v2.ICreateTaskResponse> {
     if (!isValidId(req.id)) throw new TtrpcError(Code.INVALID_ARGUMENT, `task id ${JSON.stringify(req.id)} is not valid`);
     if (this.#tasks.has(req.id)) throw new TtrpcError(Code.ALREADY_EXISTS, `task ${req.id} already exists`);
     if (req.checkpoint) throw new TtrpcError(Code.UNIMPLEMENTED, 'restoring from a checkpoint is not supported by kata-ts');
@@ -164,7 +197,7 @@ export class TaskService {
     let stdio: ProcessStdio | undefined;
     try {
       stdio = await this.#openStdio(req, req.id, log);
-      const sandbox = await this.#sandboxFor(req.id, req.bundle, spec, runtimeConfigPath(req.options));
+      const sandbox = await this.#sandboxForCreate(req, spec, signal);
       await recordRunRoot(req.bundle, sandbox.runRoot);
       const placed = placeHostNamespaces(spec, sandbox.hostNetwork === 'isolate');
       if (placed.isolatedNetwork) log.warn('the task asks for the host network; it runs on an isolated guest network instead, as [runtime] host_network = "isolate" allows');
@@ -353,6 +386,9 @@ export class TaskService {
       task.execs.delete(req.execId);
       return response;
     }
+    // Execs added but never started go with their init: their FIFOs and logging binaries too.
+    for (const exec of task.execs.values()) await exec.stdio.close().catch(() => undefined);
+    task.execs.clear();
     const sandbox = await this.#sandbox!;
     try {
       await sandbox.removeContainer(req.id, true);

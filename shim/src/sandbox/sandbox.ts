@@ -21,6 +21,7 @@ import { ProcessHandle } from './process-handle.js';
 import { sandboxDirs } from './sandbox-dirs.js';
 import type { SandboxSettings } from './settings.js';
 import { startVsockProxy } from '../../../native/vsock-proxy.js';
+import { rejectedOnAbort } from '../../../common/settle.js';
 import { PodNetwork, VHOST_NET_DEVICE, type PreparedNic } from '../network/pod-network.js';
 import { tapName } from '../network/tc-mirror.js';
 
@@ -64,6 +65,8 @@ export interface StartOptions {
    * pid): the VMM gets a namespace of its own with one NIC ready, carried over at the first start.
    */
   lateNetwork?: boolean;
+  /** Ends the boot at once (the VM stopped, nothing left); the boot then fails with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export class Sandbox {
@@ -116,6 +119,7 @@ export class Sandbox {
     if (accel.value === 'tcg') log.warn('sandbox runs under TCG software emulation', { sandbox: id, reason: accel.reason });
     log.info('sandbox agent channel', { sandbox: id, channel: channel.value, reason: channel.reason });
 
+    opts.signal?.throwIfAborted();
     const native = loadNative();
     const { vmDir, sharedDir } = sandboxDirs(settings.runRoot, name);
     const agentSocket = join(vmDir, 'agent.sock');
@@ -170,6 +174,7 @@ export class Sandbox {
     let vm: Vmm | undefined;
     let proxy: net.Server | undefined;
     let agent: AgentClient | undefined;
+    const aborted = rejectedOnAbort(opts.signal);
     try {
       vm = await (opts.launchVmm ?? QemuVm.launch)({
         description,
@@ -192,11 +197,13 @@ export class Sandbox {
         deathDetail: () => theVm.stderr() || 'see the guest console log',
         defaultTimeoutMs: settings.callTimeoutMs,
       });
-      await agent.waitReady(Date.now() + settings.bootTimeoutMs, settings.bootTimeoutMs);
+      await Promise.race([agent.waitReady(Date.now() + settings.bootTimeoutMs, settings.bootTimeoutMs), aborted.promise]);
+      opts.signal?.throwIfAborted();
       const answered = performance.now();
       const details = await agent.call('getGuestDetails', {});
       const detailsAt = performance.now();
       await agent.call('createSandbox', { sandboxId: id, hostname: '', sharedFsTag: SHARED_FS_TAG, outputFlushMs: settings.outputFlushMs });
+      opts.signal?.throwIfAborted();
       const ready = performance.now();
       // The guest clock starts with the kernel; the reply's uptime was read about midway through the call.
       const kernelStart = (answered + detailsAt) / 2 - details.uptimeMs - vm.spawnedAt;
@@ -220,6 +227,8 @@ export class Sandbox {
       await network?.detach();
       await unmountAndRemove(native, sharedDir).catch(() => undefined);
       throw err;
+    } finally {
+      aborted.dispose();
     }
   }
 
