@@ -7,7 +7,10 @@ import { isMountPoint } from '../sandbox/host-mounts.js';
 
 const run = promisify(execFile);
 
-/** Mounts each of containerd's mounts in order onto `target` (overlay or bind, as the snapshotter says). */
+/**
+ * Mounts each of containerd's mounts in order onto `target` (overlay or bind, as the snapshotter
+ * says). All or nothing: when one fails, the ones before it are unmounted again.
+ */
 export async function mountRootfs(mounts: containerd.types.IMount[], target: string): Promise<void> {
   for (const m of mounts) {
     const options = (m.options ?? []).join(',');
@@ -15,6 +18,7 @@ export async function mountRootfs(mounts: containerd.types.IMount[], target: str
     try {
       await run('mount', args);
     } catch (err) {
+      await unmountRootfs(target).catch(() => undefined);
       throw new Error(`cannot mount the rootfs (${m.type} ${m.source}) on ${target}: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
     }
   }

@@ -73,10 +73,14 @@ export class QemuVm implements Vmm {
     const d = o.description;
     await mkdir(o.runDir, { recursive: true, mode: 0o700 });
     let virtiofsd: Virtiofsd | undefined;
+    let vm: QemuVm | undefined;
     try {
       if (o.virtiofsd) {
         if (!d.sharedFs) throw new VmError(d.name, 'virtiofsd given but the VM has no shared filesystem');
         virtiofsd = await Virtiofsd.start({ ...o.virtiofsd, socketPath: d.sharedFs.socketPath });
+        // QEMU writes its own pidfile; virtiofsd's is ours, so a cleanup without this process can find
+        // both. Written before QEMU exists, so a failure here cannot leave a QEMU behind.
+        if (virtiofsd.pid) await writeFile(join(o.runDir, VIRTIOFSD_PIDFILE), String(virtiofsd.pid));
       }
       const argv = qemuCommand(d);
       o.log.debug('starting qemu', { argv: argv.join(' ') });
@@ -86,14 +90,13 @@ export class QemuVm implements Vmm {
         child.once('spawn', resolve);
         child.once('error', (err) => reject(new VmError(d.name, `cannot run ${argv[0]}: ${err.message}`, { cause: err })));
       });
-      const vm = new QemuVm(d.name, child, virtiofsd, d, o.runDir, spawnedAt, o.log);
-      // QEMU writes its own pidfile; virtiofsd's is ours, so a cleanup without this process can find both.
-      if (virtiofsd?.pid) await writeFile(join(o.runDir, VIRTIOFSD_PIDFILE), String(virtiofsd.pid));
+      vm = new QemuVm(d.name, child, virtiofsd, d, o.runDir, spawnedAt, o.log);
       // How long this process took to get here: the part of a sandbox's start-up that comes before the boot.
       const msSinceProcessStart = Math.round(spawnedAt);
       o.log.info('qemu started', { pid: child.pid, accel: d.accel, channel: d.agentChannel.kind, virtiofsd: virtiofsd?.pid, msSinceProcessStart });
       return vm;
     } catch (err) {
+      await vm?.stop({ gracefulMs: 0 });
       await virtiofsd?.stop(0);
       await rm(o.runDir, { recursive: true, force: true });
       throw err;
