@@ -72,33 +72,43 @@ static napi_value vsock_bind(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// vsockConnect(cid, port, timeoutMs): a connected AF_VSOCK stream socket.
-// Blocks for at most timeoutMs; callers use short timeouts and retry.
-static napi_value vsock_connect(napi_env env, napi_callback_info info) {
-  uint32_t a[3];
-  if (get_u32_args(env, info, 3, a)) return NULL;
+// vsockConnectStart(cid, port): a non-blocking AF_VSOCK stream socket whose
+// connect has begun (or is done); vsockConnectResult tells how it went. The
+// kernel does the connect, so the event loop never waits for the guest.
+static napi_value vsock_connect_start(napi_env env, napi_callback_info info) {
+  uint32_t a[2];
+  if (get_u32_args(env, info, 2, a)) return NULL;
   int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return throw_errno(env, "socket(AF_VSOCK)", errno);
   struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_cid = a[0], .svm_port = a[1]};
-  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
-    if (errno != EINPROGRESS) {
-      int err = errno;
-      close(fd);
-      return throw_errno(env, "connect(AF_VSOCK)", err);
-    }
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    int n = poll(&p, 1, (int)a[2]);
-    int soerr = 0;
-    socklen_t len = sizeof soerr;
-    if (n <= 0) soerr = n == 0 ? ETIMEDOUT : errno;
-    else getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
-    if (soerr) {
-      close(fd);
-      return throw_errno(env, "connect(AF_VSOCK)", soerr);
-    }
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "connect(AF_VSOCK)", err);
   }
   napi_value result;
   napi_create_int32(env, fd, &result);
+  return result;
+}
+
+// vsockConnectResult(fd): true once connected, false while the connect is
+// still under way; throws the connect's error. Never blocks.
+static napi_value vsock_connect_result(napi_env env, napi_callback_info info) {
+  uint32_t a[1];
+  if (get_u32_args(env, info, 1, a)) return NULL;
+  struct pollfd p = {.fd = (int)a[0], .events = POLLOUT};
+  int n = poll(&p, 1, 0);
+  if (n < 0) return throw_errno(env, "poll(AF_VSOCK)", errno);
+  napi_value result;
+  if (n == 0) {
+    napi_get_boolean(env, false, &result);
+    return result;
+  }
+  int soerr = 0;
+  socklen_t len = sizeof soerr;
+  if (getsockopt((int)a[0], SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
+  if (soerr) return throw_errno(env, "connect(AF_VSOCK)", soerr);
+  napi_get_boolean(env, true, &result);
   return result;
 }
 
@@ -294,7 +304,8 @@ static napi_value do_umount(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"vsockBind", NULL, vsock_bind, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"vsockConnect", NULL, vsock_connect, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"vsockConnectStart", NULL, vsock_connect_start, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"vsockConnectResult", NULL, vsock_connect_result, NULL, NULL, NULL, napi_enumerable, NULL},
       {"receiveFd", NULL, receive_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setWindowSize", NULL, set_window_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -7,8 +7,10 @@ import { fileURLToPath } from 'node:url';
 export interface NativeAddon {
   /** A bound (not listening) AF_VSOCK stream socket on any CID. */
   vsockBind(port: number): number;
-  /** A connected AF_VSOCK stream socket; blocks for at most timeoutMs. */
-  vsockConnect(cid: number, port: number, timeoutMs: number): number;
+  /** A non-blocking AF_VSOCK stream socket whose connect has begun. */
+  vsockConnectStart(cid: number, port: number): number;
+  /** Whether that connect is done (false: still under way); throws its error. Never blocks. */
+  vsockConnectResult(fd: number): boolean;
   /** The first descriptor sent with SCM_RIGHTS on a connected unix socket. */
   receiveFd(socketFd: number, timeoutMs: number): number;
   /** A blocking unix stream socket listening on path, for a child process to accept on. */
