@@ -3,7 +3,7 @@
 // nothing of it is left afterwards.
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { VIRTIOFSD_PIDFILE } from '../../shim/src/hypervisor/vm.js';
 import { sandboxDirs } from '../../shim/src/sandbox/sandbox-dirs.js';
 import { join } from 'node:path';
@@ -283,6 +283,64 @@ describe('a sandbox whose network namespace is filled after create (ctr run --cn
     const [out, exit] = await Promise.all([collect(p.stdout), p.wait()]);
     expect(out.toString()).toBe('lo\n');
     expect(exit.status).toBe(0);
+  });
+});
+
+describe('isolation of a sandbox from the host', () => {
+  it("resolves symlinks and .. in the guest: no host file outside the share and no other sandbox's share is reachable", async () => {
+    const secretDir = mkdtempSync(join(os.tmpdir(), 'kata-ts-secret-'));
+    let other: Sandbox | undefined;
+    try {
+      writeFileSync(join(secretDir, 'marker'), 'host secret\n');
+      other = await startSandbox();
+      await other.createContainer('victim', { spec: defaultSpec({ args: ['true'] }), rootfs: BUSYBOX_ROOTFS });
+      const otherShare = join(testSettings().runRoot, 'shared', other.id, 'victim', 'rootfs');
+      expect(existsSync(join(otherShare, 'bin/busybox'))).toBe(true); // it is there, on the host
+      const probes = [
+        `ln -s ${secretDir}/marker /dev/shm/l1; cat /dev/shm/l1`,
+        `cat /../../../..${secretDir}/marker`,
+        `ln -s ${otherShare}/etc/passwd /dev/shm/l2; cat /dev/shm/l2`,
+        `ls /../../..${otherShare}/bin/busybox`,
+        `echo written > /../../..${secretDir}/new`,
+      ];
+      const { process: p } = await run(['sh', '-c', `${probes.map((c) => `(${c}) 2>&1; echo "rc=$?"`).join('; ')}; echo done`]);
+      const [out, exit] = await Promise.all([collect(p.stdout), p.wait()]);
+      const seen = out.toString();
+      expect(seen).not.toContain('host secret');
+      // Every probe failed: what it named does not exist in the guest.
+      expect(seen.match(/rc=\d+/g)).toEqual(probes.map(() => expect.not.stringMatching(/^rc=0$/)));
+      expect(seen.match(/No such file or directory|nonexistent directory/g)?.length).toBe(probes.length);
+      expect(seen).toMatch(/done\n$/);
+      expect(exit.status).toBe(0);
+      expect(existsSync(join(secretDir, 'new'))).toBe(false);
+    } finally {
+      await other?.stop();
+      rmSync(secretDir, { recursive: true, force: true });
+    }
+  });
+
+  it("confines virtiofsd and QEMU, keeps the run folder its owner's, and keeps the host's environment out of the guest", async () => {
+    process.env.KATA_TS_HOST_ONLY = 'must-not-reach-the-guest';
+    try {
+      const { process: p } = await run(['env']);
+      const [out] = await Promise.all([collect(p.stdout), p.wait()]);
+      expect(out.toString()).not.toContain('KATA_TS_HOST_ONLY');
+    } finally {
+      delete process.env.KATA_TS_HOST_ONLY;
+    }
+    const status = (pid: number) => readFileSync(`/proc/${pid}/status`, 'utf8');
+    const seccomp = (pid: number) => /^Seccomp:\s+(\d)/m.exec(status(pid))?.[1];
+    for (const { role, pid } of sandbox!.vm.processes()) {
+      if (role === 'vmm') expect(seccomp(pid)).toBe('2'); // QEMU's -sandbox filter
+      if (role !== 'virtiofsd') continue;
+      // virtiofsd's sandbox: a mount namespace where only the share is, and the process it forks
+      // there to serve the guest runs under a seccomp filter.
+      expect(readlinkSync(`/proc/${pid}/ns/mnt`)).not.toBe(readlinkSync('/proc/self/ns/mnt'));
+      const workers = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      expect(workers.length).toBeGreaterThan(0);
+      for (const w of workers) expect(seccomp(w)).toBe('2');
+    }
+    expect(statSync(sandbox!.vm.runDir).mode & 0o077).toBe(0);
   });
 });
 
