@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import os from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, BUSYBOX_USER_IMAGE, BUSYBOX_USER_IMAGE_TAR, PrivateContainerd } from '../helpers/containerd.js';
+import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, BUSYBOX_USER_IMAGE, BUSYBOX_USER_IMAGE_TAR, PrivateContainerd, type CtrOptions } from '../helpers/containerd.js';
 import { eventually, leftovers, sandboxProcesses } from '../helpers/host-state.js';
 
 const KATA = 'io.containerd.kata-ts.v2';
@@ -16,7 +16,7 @@ const newId = () => `kt-${process.pid}-${++seq}`;
 
 describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
   let ctrd: PrivateContainerd;
-  const run = (args: string[], opts?: { input?: string }) => ctrd.ctr(['run', '--rm', '--runtime', KATA, ...args], opts);
+  const run = (args: string[], opts?: CtrOptions) => ctrd.ctr(['run', '--rm', '--runtime', KATA, ...args], opts);
   const taskStatus = async (id: string) =>
     (await ctrd.ctr(['task', 'ls'])).stdout
       .toString()
@@ -318,6 +318,25 @@ describe('ctr run --runtime io.containerd.kata-ts.v2', () => {
     expect(Date.now() - killedAt).toBeLessThan(10_000);
     expect((await ctrd.ctr(['task', 'rm', id])).code).toBe(0);
     expect((await ctrd.ctr(['container', 'rm', id])).code).toBe(0);
+  });
+
+  it('kills a stopped (SIGSTOP) QEMU once the guest is silent for hung_timeout, and reports the task exited with 255', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kata-ts-config-'));
+    try {
+      writeFileSync(join(dir, 'hung.toml'), '[agent]\nhung_timeout = 3\n');
+      const id = newId();
+      const running = run(['--runtime-config-path', join(dir, 'hung.toml'), BUSYBOX_IMAGE, id, 'sleep', '600'], { timeoutMs: 60_000 });
+      await eventually(async () => (await taskStatus(id)) === 'RUNNING');
+      const qemu = sandboxProcesses().find((p) => p.cmd.includes('qemu-system') && p.cmd.includes(`${id}@`));
+      expect(qemu).toBeDefined();
+      const stoppedAt = Date.now();
+      process.kill(qemu!.pid, 'SIGSTOP');
+      expect((await running).code).toBe(255);
+      // The bound, a check interval of slack, and the teardown.
+      expect(Date.now() - stoppedAt).toBeLessThan(15_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('puts two containers of one CRI pod in one shim and one VM', async () => {

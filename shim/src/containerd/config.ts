@@ -49,6 +49,7 @@ export const KEYS: Record<string, KeySpec> = {
   'agent.channel': { kind: 'string', oneOf: ['auto', 'vsock', 'serial'], apply: (s, v: ChannelSetting) => (s.agentChannel = v) },
   'agent.boot_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.bootTimeoutMs = secs(v)) },
   'agent.call_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.callTimeoutMs = secs(v)) },
+  'agent.hung_timeout': { kind: 'number', min: 0, apply: (s, v: number) => (s.hungTimeoutMs = secs(v)) },
   'runtime.shutdown_timeout': { kind: 'number', min: 0, apply: (s, v: number) => (s.shutdownTimeoutMs = secs(v)) },
   'runtime.output_flush_timeout': { kind: 'number', min: 0.1, apply: (s, v: number) => (s.outputFlushMs = Math.round(secs(v))) },
   'runtime.run_root': { kind: 'string', apply: (s, v: string) => (s.runRoot = v) },

@@ -22,6 +22,7 @@ import { sandboxDirs } from './sandbox-dirs.js';
 import type { SandboxSettings } from './settings.js';
 import { startVsockProxy } from '../../../native/vsock-proxy.js';
 import { rejectedOnAbort } from '../../../common/settle.js';
+import { LivenessWatch } from './liveness.js';
 import { PodNetwork, VHOST_NET_DEVICE, type PreparedNic } from '../network/pod-network.js';
 import { tapName } from '../network/tc-mirror.js';
 
@@ -77,6 +78,7 @@ export class Sandbox {
   #network: PodNetwork | undefined;
   /** The NIC the VM got for a network that comes after create; taken at the holder's start. */
   #preparedNic: PreparedNic | undefined;
+  #liveness: LivenessWatch | undefined;
 
   private constructor(
     readonly id: string,
@@ -92,6 +94,27 @@ export class Sandbox {
   ) {
     if (network instanceof PodNetwork) this.#network = network;
     else this.#preparedNic = network;
+    if (settings.hungTimeoutMs > 0) this.#watchLiveness(settings.hungTimeoutMs);
+  }
+
+  /** A guest that stops answering while its VMM runs is ended as a dead one: its tasks exit, and all can be removed. */
+  #watchLiveness(silentMs: number): void {
+    this.#liveness = new LivenessWatch({
+      check: (timeoutMs) => this.agent.call('check', {}, timeoutMs),
+      silentMs,
+      onSilent: (silentForMs) => {
+        this.log.error('the guest has not answered for too long; killing its VM', { silentForMs, hungTimeoutMs: silentMs, vmPid: this.vm.pid });
+        // SIGKILL ends even a stopped QEMU; its exit then fails every call, as any VM death does.
+        try {
+          if (this.vm.pid !== undefined) process.kill(this.vm.pid, 'SIGKILL');
+          else void this.vm.stop({ gracefulMs: 0 });
+        } catch {
+          // It exited meanwhile.
+        }
+      },
+    });
+    this.#liveness.start();
+    void this.vm.exited.then(() => this.#liveness?.stop());
   }
 
   /** Where this sandbox keeps its files (the cleanup after a dead shim looks there). */
@@ -351,6 +374,7 @@ export class Sandbox {
   /** Stops every container and the VM; removes every mount, socket and directory of the sandbox. */
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
+      this.#liveness?.stop();
       await this.vm.stop({
         graceful: () => this.agent.call('destroySandbox', { gracePeriodMs: 1000 }, this.settings.shutdownTimeoutMs),
         gracefulMs: this.settings.shutdownTimeoutMs,

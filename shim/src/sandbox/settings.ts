@@ -21,6 +21,8 @@ export interface SandboxSettings {
   bootTimeoutMs: number;
   /** Deadline of an ordinary agent call. */
   callTimeoutMs: number;
+  /** How long a running guest may leave the agent's liveness checks unanswered before its VM is killed; 0: never. */
+  hungTimeoutMs: number;
   /** How long the guest gets to power off before QEMU is quit and killed. */
   shutdownTimeoutMs: number;
   /** Per-sandbox directories live below this. */
@@ -52,6 +54,7 @@ export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'>
   maxMemoryMiB: 4096,
   bootTimeoutMs: 60_000,
   callTimeoutMs: 30_000,
+  hungTimeoutMs: 30_000,
   shutdownTimeoutMs: 3_000,
   runRoot: '/run/kata-ts',
   virtiofsCache: 'auto',
