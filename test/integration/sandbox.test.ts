@@ -140,6 +140,19 @@ describe('a container in a sandbox VM', () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
+  it('ends its processes as in a dead sandbox when the agent dies in the guest, and stops cleanly after', async () => {
+    const { process: sleeper } = await run(['sleep', '100']);
+    const waiting = sleeper.wait().catch((e: unknown) => e);
+    // A container on the guest's PID namespace kills the agent, as a fault in the guest would.
+    const spec = defaultSpec({ args: ['sh', '-c', 'kill -9 $(pidof node)'] }) as { linux: { namespaces: { type: string }[] } };
+    spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== 'pid');
+    await sandbox!.createContainer('killer', { spec, rootfs: BUSYBOX_ROOTFS });
+    await sandbox!.startContainer('killer').catch(() => undefined); // its answer may go down with the agent
+    expect(await waiting).toBeInstanceOf(SandboxDeadError);
+    // The guest's init powers the VM off once its agent is gone.
+    expect(await sandbox!.vm.exited).toBeDefined();
+  });
+
   it('fails a pending call with a clear error when the VM dies', async () => {
     const { process: container } = await run(['sleep', '100']);
     const waiting = container.wait().catch((e: unknown) => e);

@@ -15,6 +15,8 @@ import { Virtiofsd } from './virtiofsd.js';
 import type { StopOptions, VmLaunchOptions, Vmm, VmmProcess } from './vmm.js';
 
 export const VIRTIOFSD_PIDFILE = 'virtiofsd.pid';
+/** How long QEMU gets to exit after virtiofsd left cleanly, before virtiofsd counts as dead under it. */
+const VIRTIOFSD_FOLLOWS_MS = 1000;
 
 export class VmError extends Error {
   constructor(
@@ -56,7 +58,9 @@ export class QemuVm implements Vmm {
     }
     // The guest cannot live without its shared filesystem: a virtiofsd that dies under a running
     // VM takes the VM with it, so every waiter learns at once that the sandbox is gone.
-    virtiofsd?.process.once('exit', (code, signal) => {
+    virtiofsd?.process.once('exit', async (code, signal) => {
+      // A clean exit is virtiofsd following QEMU down (the guest powered off): let QEMU finish.
+      if (code === 0 && (await exitWithin(this.process, VIRTIOFSD_FOLLOWS_MS))) return;
       if (this.#stopping || !this.running) return;
       log.error('virtiofsd died under a running VM; stopping the VM', { code, signal, stderr: virtiofsd.stderr() || undefined });
       this.process.kill('SIGKILL');
