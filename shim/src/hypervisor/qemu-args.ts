@@ -131,8 +131,12 @@ export function renderQemuArgs(d: VmDescription): string[] {
 /** QEMU's command; unshare(1) execs QEMU in place, so the pid stays QEMU's and its namespace the new one. */
 export function qemuCommand(d: VmDescription): string[] {
   const qemu = [d.qemuBinary, ...renderQemuArgs(d)];
-  return d.ownNetworkNamespace ? ['unshare', '--net', '--', ...qemu] : qemu;
+  const inNetns = d.ownNetworkNamespace ? ['unshare', '--net', '--', ...qemu] : qemu;
+  return d.dieWithOwner ? [...DIE_WITH_OWNER, ...inNetns] : inNetns;
 }
+
+/** setpriv(1) sets the parent-death signal and execs on: it holds across the execs that follow. */
+export const DIE_WITH_OWNER = ['setpriv', '--pdeathsig', 'KILL', '--'];
 
 /** Kernel command-line knobs that cut boot time of our guest kernel; measured in the reference notes. */
 export const FAST_BOOT_CMDLINE = [

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import { loadNative } from '../../../native/native.js';
 import { exitWithin, isRunning, tail } from './child.js';
+import { DIE_WITH_OWNER } from './qemu-args.js';
 
 export interface VirtiofsdOptions {
   binary: string;
@@ -11,6 +12,8 @@ export interface VirtiofsdOptions {
   /** cache=auto|always|none */
   cache: string;
   extraArgs?: string[];
+  /** Killed when the process that started it dies, SIGKILL included. */
+  dieWithOwner?: boolean;
 }
 
 export class VirtiofsdError extends Error {
@@ -51,7 +54,8 @@ export class Virtiofsd {
     const listening = loadNative().unixListen(o.socketPath, 1);
     let child: ChildProcess;
     try {
-      child = spawn(o.binary, virtiofsdArgs(o), { stdio: ['ignore', 'ignore', 'pipe', listening] });
+      const argv = [...(o.dieWithOwner ? DIE_WITH_OWNER : []), o.binary, ...virtiofsdArgs(o)];
+      child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe', listening] });
     } finally {
       closeSync(listening);
     }

@@ -50,6 +50,8 @@ export interface VmDescription {
    * its pid's namespace is then one that CNI can fill after the sandbox is created (ctr run --cni).
    */
   ownNetworkNamespace?: boolean;
+  /** The VMM is killed when the process that started it dies, SIGKILL included (a job's runner). */
+  dieWithOwner?: boolean;
   /** Guest console output goes to this file. */
   consoleLogPath: string;
   qmpSocketPath: string;

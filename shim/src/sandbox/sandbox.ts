@@ -68,6 +68,8 @@ export interface StartOptions {
   lateNetwork?: boolean;
   /** Ends the boot at once (the VM stopped, nothing left); the boot then fails with the signal's reason. */
   signal?: AbortSignal;
+  /** QEMU and virtiofsd die with this process, even when it is SIGKILLed (a job's runner). */
+  dieWithOwner?: boolean;
 }
 
 export class Sandbox {
@@ -174,6 +176,7 @@ export class Sandbox {
       consoleLogPath: join(vmDir, 'console.log'),
       qmpSocketPath: join(vmDir, 'qmp.sock'),
       pidFilePath: join(vmDir, 'qemu.pid'),
+      ...(opts.dieWithOwner ? { dieWithOwner: true } : {}),
     };
 
     let network: PodNetwork | undefined;
@@ -202,7 +205,7 @@ export class Sandbox {
       vm = await (opts.launchVmm ?? QemuVm.launch)({
         description,
         runDir: vmDir,
-        virtiofsd: { binary: settings.virtiofsdBinary, sharedDir, cache: settings.virtiofsCache },
+        virtiofsd: { binary: settings.virtiofsdBinary, sharedDir, cache: settings.virtiofsCache, ...(opts.dieWithOwner ? { dieWithOwner: true } : {}) },
         ...(network ? { passFds: network.tapFds } : {}),
         log: log.child({ sandbox: id }),
       });
