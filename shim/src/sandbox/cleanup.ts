@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
 import { loadNative } from '../../../native/native.js';
 import { VIRTIOFSD_PIDFILE } from '../hypervisor/vm.js';
-import { unmountAndRemove } from './host-mounts.js';
+import { unmountAndRemove, unshareSource } from './host-mounts.js';
 import { sandboxDirs } from './sandbox-dirs.js';
 
 /** expect: one whole argument the process must have (a recycled pid must not be killed). */
@@ -31,6 +31,11 @@ export async function cleanupDeadSandbox(runRoot: string, name: string, log: Log
   const native = loadNative();
   const containers = await readdir(sharedDir).catch(() => [] as string[]);
   for (const c of containers) {
+    // The container's bind-mount shares first, then its rootfs.
+    const mountsDir = join(sharedDir, c, 'mounts');
+    for (const m of await readdir(mountsDir).catch(() => [] as string[]))
+      await unshareSource(native, join(mountsDir, m)).catch((err: Error) => log.warn('cannot unmount', { path: `${c}/mounts/${m}`, error: err.message }));
+    await rmdir(mountsDir).catch(() => undefined);
     await unmountAndRemove(native, join(sharedDir, c, 'rootfs')).catch((err: Error) => log.warn('cannot unmount', { path: c, error: err.message }));
     await rmdir(join(sharedDir, c)).catch(() => undefined);
   }
