@@ -36,8 +36,8 @@ export function parseIoStat(text: string): IoEntry[] {
 const read = (dir: string, file: string) => readFile(join(dir, file), 'utf8').catch(() => '');
 
 export async function readContainerStats(cgroupDir: string): Promise<ContainerStats> {
-  const [cpuStat, memStat, memEvents, memCurrent, memMax, swapCurrent, swapMax, pidsCurrent, pidsMax, ioStat] = await Promise.all(
-    ['cpu.stat', 'memory.stat', 'memory.events', 'memory.current', 'memory.max', 'memory.swap.current', 'memory.swap.max', 'pids.current', 'pids.max', 'io.stat'].map(
+  const [cpuStat, memStat, memEvents, memCurrent, memMax, swapCurrent, swapMax, pidsCurrent, pidsMax, ioStat, memPeak] = await Promise.all(
+    ['cpu.stat', 'memory.stat', 'memory.events', 'memory.current', 'memory.max', 'memory.swap.current', 'memory.swap.max', 'pids.current', 'pids.max', 'io.stat', 'memory.peak'].map(
       (f) => read(cgroupDir, f),
     ),
   );
@@ -78,6 +78,7 @@ export async function readContainerStats(cgroupDir: string): Promise<ContainerSt
       oomEvents: events.get('oom') ?? 0,
       oomKillEvents: events.get('oom_kill') ?? 0,
       maxEvents: events.get('max') ?? 0,
+      peak: parseLimit(memPeak!),
     },
     pids: { current: parseLimit(pidsCurrent!), limit: parseLimit(pidsMax!) },
     io: parseIoStat(ioStat!),

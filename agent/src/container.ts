@@ -206,8 +206,9 @@ export class Container {
     await runCrun(this.paths.crun.binary, crun.updateArgs(this.paths.crun, logFile, this.id, file), logFile, `update of ${this.id}`);
   }
 
+  /** Also after the exit, until the container is removed: what the job used in all. */
   async stats(): Promise<ContainerStats> {
-    this.#requireRunning();
+    if (this.main.state === 'created') throw failedPrecondition(`container ${this.id} has not started`);
     return readContainerStats(this.paths.cgroupDir);
   }
 
