@@ -1,16 +1,21 @@
 // kata-ts: the operator's command. Subcommands:
 //   kata-ts cri [--address SOCKET] COMMAND …   drive containerd's CRI plugin as kubelet does (no crictl needed)
+//   kata-ts job run [OPTIONS] -- COMMAND …     run a CI job in a throw-away VM
 import { criCommand, CRI_USAGE } from './kata-ts-cri.js';
+import { jobCommand, JOB_USAGE } from './kata-ts-job.js';
 
 const USAGE = `usage: kata-ts COMMAND …
 commands:
-${CRI_USAGE}`;
+${CRI_USAGE}
+${JOB_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'cri':
       return criCommand(rest);
+    case 'job':
+      return jobCommand(rest);
     case undefined:
     case '-h':
     case '--help':
