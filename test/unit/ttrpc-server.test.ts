@@ -238,6 +238,33 @@ describe('TtrpcServer', () => {
     await raw.closed;
   });
 
+  it('stops reading requests from a peer that leaves its answers unread, and answers them all once it reads', async () => {
+    const { path } = await startServer();
+    const socket = net.createConnection(path);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    cleanups.push(() => socket.destroy());
+    socket.pause();
+    // Each unknown 1 MiB method name comes back in its UNIMPLEMENTED answer.
+    const data = encodeRequest({ service: TASK, method: 'x'.repeat(1 << 20), payload: new Uint8Array(0), timeoutNano: 0 });
+    const count = 24;
+    let flushed = 0;
+    for (let i = 0; i < count; i++) socket.write(encodeFrame({ streamId: 2 * i + 1, type: FrameType.Request, flags: 0, data }), () => flushed++);
+    for (let seen = -1; seen !== flushed && flushed < count; ) {
+      seen = flushed;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    // Reading on would hold every answer in memory: the server waits for the peer instead.
+    expect(flushed).toBeLessThan(count / 2);
+    const decoder = new FrameDecoder();
+    const codes: number[] = [];
+    socket.on('data', (chunk: Buffer) => {
+      for (const frame of decoder.feed(chunk)) if (!(frame instanceof Error)) codes.push(decodeResponse(frame.data).status.code);
+    });
+    socket.resume();
+    await vi.waitFor(() => expect(codes).toHaveLength(count), { timeout: 4000 });
+    expect(new Set(codes)).toEqual(new Set([Code.UNIMPLEMENTED]));
+  });
+
   it('closes a connection that sends garbage while others keep working', async () => {
     const { path, lines } = await startServer();
     const other = await connectClient(path);

@@ -30,6 +30,7 @@ export class ServerConnection {
   readonly #inFlight = new Map<number, AbortController>();
   readonly #idleWaiters: (() => void)[] = [];
   #isClosed = false;
+  #isReadingPaused = false;
 
   constructor(id: number, socket: Duplex, host: ConnectionHost) {
     this.id = id;
@@ -156,7 +157,19 @@ export class ServerConnection {
       this.#log.error('ttrpc: response over the size limit', { stream_id: streamId, length: err.length });
       return this.#respond(streamId, { code: Code.RESOURCE_EXHAUSTED, message: err.message });
     }
-    this.#socket.write(frame);
+    if (!this.#socket.write(frame)) this.#pauseReadingUntilDrained();
+  }
+
+  // A peer that leaves its answers unread would otherwise have us hold every
+  // answer to everything it keeps sending: read on only once they drained.
+  #pauseReadingUntilDrained(): void {
+    if (this.#isReadingPaused) return;
+    this.#isReadingPaused = true;
+    this.#socket.pause();
+    this.#socket.once('drain', () => {
+      this.#isReadingPaused = false;
+      this.#socket.resume();
+    });
   }
 
   #shutdown(): void {
