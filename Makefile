@@ -27,15 +27,15 @@ BUSYBOX_IMAGES := $(BUILD)/busybox-image.tar $(BUILD)/busybox-image-user.tar
 PAUSE_IMAGE := $(BUILD)/pause-image.tar
 CRI_SCHEMA := proto/gen/cri/runtime-v1.json
 
-.PHONY: demo test bench soak deps apt npm native proto build images kernel crun rootfs lint typecheck unit integration e2e clean install uninstall check-new-machine
+.PHONY: demo test bench soak deps apt npm native proto build images kernel crun rootfs lint typecheck unit hostile integration e2e clean install uninstall check-new-machine
 
 ## demo: install everything, build the images, boot a sandbox and run a command in it, then the same through containerd
 demo: deps images build install
 	node dist/shim/src/cli/kata-ts-run.js --rootfs $(BUILD)/busybox-rootfs -- /bin/sh -c 'echo "hello from $$(uname -n), kernel $$(uname -r)"'
 	bash demo/ctr-run.sh .
 
-## test: the whole suite (lint, type-check, unit, integration with real VMs, e2e with containerd and ctr)
-test: deps images build lint typecheck unit integration e2e
+## test: the whole suite (lint, type-check, unit, hostile agent, integration with real VMs, e2e with containerd and ctr)
+test: deps images build lint typecheck unit hostile integration e2e
 
 bench: deps images build
 	node dist/bench/sandbox-boot.js
@@ -189,6 +189,10 @@ typecheck: npm proto
 
 unit: npm proto
 	npx vitest run --project unit --reporter=default --reporter=json --outputFile.json=$(BUILD)/test-results/unit.json
+
+## hostile: a scripted hostile agent behind a fake VMM (no VM boots; the addon mounts the sandbox's share)
+hostile: npm proto native
+	npx vitest run --project hostile --reporter=default --reporter=json --outputFile.json=$(BUILD)/test-results/hostile.json
 
 integration: images build
 	npx vitest run --project integration --reporter=default --reporter=json --outputFile.json=$(BUILD)/test-results/integration.json

@@ -13,6 +13,14 @@ export default defineConfig({
       },
       {
         test: {
+          // A scripted hostile agent behind a fake VMM (no VM runs): garbage, huge messages, hangs.
+          name: 'hostile',
+          include: ['test/hostile/**/*.test.ts'],
+          testTimeout: 15_000,
+        },
+      },
+      {
+        test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           testTimeout: 120_000,

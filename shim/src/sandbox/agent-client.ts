@@ -1,7 +1,7 @@
 // The host's client for the in-guest agent: unary calls with per-call
 // deadlines, output streams, and a clear error (never a hang) when the VM
 // dies under a call.
-import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ClientReadableStream, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { AgentClient as GrpcAgentClient, type OutputChunk } from '../../../proto/gen/agent.js';
 import { AgentCallError, BootTimeoutError, SandboxDeadError } from './errors.js';
 
@@ -36,6 +36,11 @@ export interface AgentClientOptions {
 
 export class AgentClient {
   readonly #grpc: GrpcAgentClient;
+  /**
+   * Calls not yet ended. Closing the channel does not end them (grpc-js keeps a connection for its
+   * open streams), and an agent may never answer one that has no deadline: close() cancels them.
+   */
+  readonly #inFlight = new Set<{ cancel(): void }>();
   #dead = false;
   readonly #died: Promise<never>;
 
@@ -71,10 +76,11 @@ export class AgentClient {
     const options = timeoutMs === null ? {} : { deadline: Date.now() + timeoutMs };
     const fn = (this.#grpc[method] as unknown as (...args: unknown[]) => unknown).bind(this.#grpc);
     const result = new Promise<ResponseOf<K>>((resolve, reject) => {
-      fn(request, new Metadata(), options, (err: ServiceError | null, res: ResponseOf<K>) => {
+      const call = fn(request, new Metadata(), options, (err: ServiceError | null, res: ResponseOf<K>) => {
         if (!err) return resolve(res);
         explain(String(method), err).then(reject, reject);
-      });
+      }) as ClientUnaryCall;
+      this.#track(call);
     });
     return Promise.race([result, this.#died.catch(() => Promise.reject(new SandboxDeadError(this.o.sandboxId, `agent ${String(method)}`, this.o.deathDetail())))]);
   }
@@ -95,7 +101,14 @@ export class AgentClient {
 
   /** Opens an output stream (ReadStdout / ReadStderr). */
   readOutput(which: 'readStdout' | 'readStderr', containerId: string, execId: string): ClientReadableStream<OutputChunk> {
-    return this.#grpc[which]({ containerId, execId });
+    return this.#track(this.#grpc[which]({ containerId, execId }));
+  }
+
+  #track<C extends ClientUnaryCall | ClientReadableStream<unknown>>(call: C): C {
+    this.#inFlight.add(call);
+    // grpc-js emits 'status' once, however the call ends (never synchronously).
+    call.once('status', () => this.#inFlight.delete(call));
+    return call;
   }
 
   /** Calls Check until the agent answers or the boot deadline passes; fails at once if the VM exits. */
@@ -116,7 +129,10 @@ export class AgentClient {
     throw new BootTimeoutError(this.o.sandboxId, budgetMs, lastError);
   }
 
+  /** Ends every call still in flight (they fail as cancelled) and closes the channel. */
   close(): void {
+    for (const call of this.#inFlight) call.cancel();
+    this.#inFlight.clear();
     this.#grpc.close();
   }
 }
