@@ -64,7 +64,8 @@ function readOutput(ctx: ServiceContext, pick: (ref: ProcessRef) => OutputPipe) 
       );
     } catch (err) {
       const e = toAgentError(err);
-      call.destroy(Object.assign(new Error(e.message), { code: e.code, details: e.message }));
+      // grpc-js sends a stream's status on 'error'; destroy() would end it with none, and the host would wait.
+      call.emit('error', Object.assign(new Error(e.message), { code: e.code, details: e.message }));
     }
   };
 }

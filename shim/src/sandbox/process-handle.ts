@@ -14,6 +14,8 @@ export interface ProcessExit {
 function pipeOutput(agent: AgentClient, source: ClientReadableStream<OutputChunk>, name: string): { stream: Readable; ended: Promise<void> } {
   const stream = new PassThrough();
   const ended = new Promise<void>((resolve, reject) => {
+    // grpc-js ends a failed stream too, right after its error: that end is not a complete output.
+    let failed = false;
     source.on('data', (chunk: OutputChunk) => {
       // Back-pressure: stop pulling from the agent while our reader lags.
       if (!stream.write(chunk.data)) {
@@ -22,10 +24,12 @@ function pipeOutput(agent: AgentClient, source: ClientReadableStream<OutputChunk
       }
     });
     source.on('end', () => {
+      if (failed) return;
       stream.end();
       resolve();
     });
     source.on('error', (err) => {
+      failed = true;
       void agent.explain(name, err).then((e) => {
         // wait() reports the failure; the stream only errors if someone listens for it.
         if (stream.listenerCount('error') > 0) stream.destroy(e);
