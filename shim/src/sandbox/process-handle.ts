@@ -58,6 +58,8 @@ export class ProcessHandle {
     this.stdout = out.stream;
     this.stderr = err.stream;
     this.#outputEnded = Promise.all([out.ended, err.ended]).then(() => undefined);
+    // wait() reports a failed stream; until someone waits, the failure must not count as unhandled.
+    this.#outputEnded.catch(() => undefined);
   }
 
   /** Exit status, after all output was received (not necessarily consumed by the reader). */
