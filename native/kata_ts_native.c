@@ -19,6 +19,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -214,6 +215,22 @@ static napi_value unix_listen(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// setXattr(path, name, value): sets an extended attribute on path itself (not
+// a symlink's target), as overlayfs reads trusted.overlay.opaque.
+static napi_value set_xattr(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  size_t argc = 3;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "setXattr(path, name, value)");
+    return NULL;
+  }
+  char path[4096], name[256], value[256];
+  if (get_string(env, argv[0], path, sizeof path) || get_string(env, argv[1], name, sizeof name) || get_string(env, argv[2], value, sizeof value)) return NULL;
+  if (lsetxattr(path, name, value, strlen(value), 0) < 0) return throw_errno(env, path, errno);
+  return NULL;
+}
+
 // openTap(netnsPath, name): creates the tap device `name` (IFF_TAP, no packet
 // info, with a virtio-net header) in the network namespace at netnsPath and
 // returns its close-on-exec fd, for a VMM that stays in this namespace. setns
@@ -314,6 +331,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"umount", NULL, do_umount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"detachStdio", NULL, detach_stdio, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sync", NULL, do_sync, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setXattr", NULL, set_xattr, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

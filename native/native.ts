@@ -24,6 +24,8 @@ export interface NativeAddon {
   detachStdio(): void;
   /** sync(2): writes every dirty page of every filesystem back. */
   sync(): void;
+  /** lsetxattr(2) with a string value. */
+  setXattr(path: string, name: string, value: string): void;
 }
 
 export const ADDON_FILE = 'kata_ts_native.node';

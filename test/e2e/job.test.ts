@@ -7,7 +7,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { REPO } from '../helpers/containerd.js';
+import { BUSYBOX_IMAGE_TAR, REPO } from '../helpers/containerd.js';
 import { eventually, leftovers, sandboxProcesses } from '../helpers/host-state.js';
 
 const KATA_TS = join(REPO, 'build/bin/kata-ts');
@@ -128,6 +128,23 @@ describe('kata-ts job run', () => {
     expect(r.stdout).toContain(createHash('md5').update(secret).digest('hex'));
     expect(r.stdout).toMatch(/-r-------- .* token/);
     for (const text of [r.stdout, r.stderr, ...Object.values(out).map((f) => readFileSync(f, 'utf8'))]) expect(text).not.toContain(secret);
+  });
+
+  it('runs on an OCI image tarball, unpacked once into the layer cache and taken from it the next time', async () => {
+    const cache = join(dir, 'layers');
+    const reports = [join(dir, 'image-1.json'), join(dir, 'image-2.json')];
+    for (const report of reports) {
+      const r = await job(['--image-tar', BUSYBOX_IMAGE_TAR, '--layer-cache', cache, '--report', report, '--', 'sh', '-c', 'echo from the image > /etc/motd; cat /etc/motd']);
+      expect([r.code, r.stdout]).toEqual([0, 'from the image\n']);
+    }
+    const [first, second] = reports.map((f) => JSON.parse(readFileSync(f, 'utf8')) as { image: { layers: number; unpacked: number } });
+    expect(first!.image.unpacked).toBe(first!.image.layers);
+    expect(second!.image).toEqual({ layers: first!.image.layers, unpacked: 0 });
+    // What the job wrote stayed in its own overlay.
+    for (const layer of readdirSync(cache)) expect(existsSync(join(cache, layer, 'etc/motd'))).toBe(false);
+    const broken = await job(['--image-tar', join(dir, 'no-such-image.tar'), '--', 'true']);
+    expect(broken.code).toBe(125);
+    expect(broken.stderr).toContain('no-such-image.tar: is not a file');
   });
 
   it('fails with 125 and says what is wrong when the runtime cannot run the job, before any VM boots', async () => {

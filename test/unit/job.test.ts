@@ -1,6 +1,6 @@
 // The pure parts of `kata-ts job run`: its options, its report and JUnit file, its spec.
 import { describe, expect, it } from 'vitest';
-import { jobSpec } from '../../shim/src/job/job-spec.js';
+import { jobSpec, mergeEnv } from '../../shim/src/job/job-spec.js';
 import { parseDuration, parseJobArgs, parseSizeMiB } from '../../shim/src/job/options.js';
 import { buildReport, renderJunit, xmlText } from '../../shim/src/job/report.js';
 
@@ -22,6 +22,7 @@ describe('job options', () => {
   });
 
   it('names the option that is wrong', () => {
+    expect(() => parse(['--rootfs', '/r', '--image-tar', '/i.tar', '--', 'true'])).toThrow('give one');
     expect(() => parse(['true'].slice(1))).toThrow('no command given');
     expect(() => parse(['--network', 'host', '--', 'true'])).toThrow('--network "host": the modes are none');
     expect(() => parse(['--copy-workspace', '--', 'true'])).toThrow('--copy-workspace needs --workspace');
@@ -57,6 +58,10 @@ describe('job report', () => {
 });
 
 describe('job spec', () => {
+  it('lets the job’s variables override the image’s, keeping one per name', () => {
+    expect(mergeEnv(['PATH=/bin', 'A=image', 'B=1', 'A=job'])).toEqual(['PATH=/bin', 'A=job', 'B=1']);
+  });
+
   it('runs in /workspace with the secrets read-only and the caps set', () => {
     const spec = jobSpec({ command: ['make'], env: ['A=1'], workspaceSource: '/host/w', secretsSource: '/host/s', memoryLimitBytes: 64 << 20, pidsLimit: 50 }) as {
       process: { cwd: string; env: string[]; args: string[] };

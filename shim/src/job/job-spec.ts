@@ -8,7 +8,10 @@ const PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 export interface JobSpecInput {
   command: string[];
+  /** The image's then the job's; a later one of the same name wins. */
   env: string[];
+  /** Where the job runs without a workspace (the image's WorkingDir). */
+  workingDir?: string;
   /** The host folder the guest sees at /workspace (the original, or the copy). */
   workspaceSource?: string;
   /** A host folder with one file per secret, shown read-only at /run/secrets. */
@@ -17,11 +20,18 @@ export interface JobSpecInput {
   pidsLimit?: number;
 }
 
+/** NAME=VALUE pairs with one entry per name, the last one given, in first-seen order. */
+export function mergeEnv(env: string[]): string[] {
+  const byName = new Map<string, string>();
+  for (const e of env) byName.set(e.slice(0, e.indexOf('=')), e);
+  return [...byName.values()];
+}
+
 export function jobSpec(i: JobSpecInput): Record<string, unknown> {
   const spec = defaultSpec({
     args: i.command,
-    env: [PATH, 'HOME=/root', ...(i.workspaceSource ? [`CI_WORKSPACE=${WORKSPACE_IN_GUEST}`] : []), ...i.env],
-    cwd: i.workspaceSource ? WORKSPACE_IN_GUEST : '/',
+    env: mergeEnv([PATH, 'HOME=/root', ...(i.workspaceSource ? [`CI_WORKSPACE=${WORKSPACE_IN_GUEST}`] : []), ...i.env]),
+    cwd: i.workspaceSource ? WORKSPACE_IN_GUEST : (i.workingDir ?? '/'),
     hostname: 'job',
   }) as { mounts: Record<string, unknown>[]; linux: { resources: Record<string, unknown> } };
   if (i.workspaceSource) spec.mounts.push({ destination: WORKSPACE_IN_GUEST, type: 'bind', source: i.workspaceSource, options: ['rbind', 'rw'] });

@@ -15,7 +15,11 @@ export const NETWORK_MODES: readonly NetworkMode[] = ['none'];
 
 export interface JobOptions {
   command: string[];
+  /** The job's root filesystem: a folder, or (imageTar) an OCI image tarball's layers. */
   rootfs: string;
+  imageTar?: string;
+  /** Where image layers are unpacked, one folder per layer digest. */
+  layerCache: string;
   /** Host folder mounted at /workspace, the job's working directory. */
   workspace?: string;
   /** Copy the workspace in (the host copy stays untouched); only artifacts come back. */
@@ -78,7 +82,9 @@ function artifactPath(text: string): string {
 
 const SECRET_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
-export function parseJobArgs(argv: string[], defaults: { rootfs: string }): JobOptions {
+export const DEFAULT_LAYER_CACHE = '/var/cache/kata-ts/layers';
+
+export function parseJobArgs(argv: string[], defaults: { rootfs: string; layerCache?: string }): JobOptions {
   let parsed;
   try {
     parsed = parseArgs({
@@ -86,6 +92,8 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string }): JobO
       allowPositionals: true,
       options: {
         rootfs: { type: 'string' },
+        'image-tar': { type: 'string' },
+        'layer-cache': { type: 'string' },
         workspace: { type: 'string' },
         'copy-workspace': { type: 'boolean', default: false },
         artifact: { type: 'string', multiple: true, default: [] },
@@ -112,6 +120,7 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string }): JobO
   if (parsed.positionals.length === 0) throw new JobUsageError('no command given (kata-ts job run [options] -- COMMAND [ARG…])');
   if (!NETWORK_MODES.includes(v.network as NetworkMode))
     throw new JobUsageError(`--network ${JSON.stringify(v.network)}: the modes are ${NETWORK_MODES.join(', ')} (loopback only)`);
+  if (v.rootfs !== undefined && v['image-tar'] !== undefined) throw new JobUsageError('--rootfs and --image-tar name the same thing: give one');
   if (v['copy-workspace'] && !v.workspace) throw new JobUsageError('--copy-workspace needs --workspace');
   if (v.artifact.length > 0 && !v.workspace) throw new JobUsageError('--artifact needs --workspace');
   for (const e of v.env) if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e)) throw new JobUsageError(`--env ${JSON.stringify(e)}: must be NAME=VALUE`);
@@ -126,6 +135,7 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string }): JobO
   const options: JobOptions = {
     command: parsed.positionals,
     rootfs: v.rootfs ?? defaults.rootfs,
+    layerCache: v['layer-cache'] ?? defaults.layerCache ?? DEFAULT_LAYER_CACHE,
     copyWorkspace: v['copy-workspace'],
     artifacts: v.artifact.map(artifactPath),
     graceMs: v.grace === undefined ? 10_000 : parseDuration(v.grace, '--grace'),
@@ -136,6 +146,7 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string }): JobO
     debug: v.debug,
   };
   if (v.workspace !== undefined) options.workspace = v.workspace;
+  if (v['image-tar'] !== undefined) options.imageTar = v['image-tar'];
   const cpus = positiveInteger(v.cpus, '--cpus');
   if (cpus !== undefined) options.cpus = cpus;
   if (v.memory !== undefined) options.memoryMiB = parseSizeMiB(v.memory, '--memory');

@@ -31,6 +31,8 @@ export interface JobReport {
   peakMemoryBytes?: number;
   cpuTimeMs?: { user: number; system: number };
   accel?: string;
+  /** For --image-tar: its layers, and how many had to be unpacked (the rest came from the cache). */
+  image?: { layers: number; unpacked: number };
 }
 
 export interface JobFacts {
@@ -47,6 +49,7 @@ export interface JobFacts {
   peakMemoryBytes?: number;
   cpuTimeMs?: { user: number; system: number };
   accel?: string;
+  image?: { layers: number; unpacked: number };
 }
 
 export function buildReport(f: JobFacts): JobReport {
@@ -60,6 +63,7 @@ export function buildReport(f: JobFacts): JobReport {
     ...(f.peakMemoryBytes !== undefined ? { peakMemoryBytes: f.peakMemoryBytes } : {}),
     ...(f.cpuTimeMs ? { cpuTimeMs: f.cpuTimeMs } : {}),
     ...(f.accel ? { accel: f.accel } : {}),
+    ...(f.image ? { image: f.image } : {}),
   };
   const status = f.status === undefined ? {} : { jobExitStatus: f.status, ...(f.status > 128 ? { signal: f.status - 128 } : {}) };
   if (f.timedOut) return { ...base, ...status, outcome: 'timed-out', exitCode: EXIT_TIMED_OUT };

@@ -6,7 +6,9 @@ import { chmod, copyFile, cp, mkdir, readdir, readFile, rm, stat, writeFile } fr
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Logger } from '../../../common/log.js';
+import { loadNative } from '../../../native/native.js';
 import { mountRootfs, unmountRootfs } from '../containerd/rootfs.js';
+import { unpackImage } from './oci-image.js';
 import { cleanupDeadSandbox } from '../sandbox/cleanup.js';
 import { SandboxDeadError } from '../sandbox/errors.js';
 import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
@@ -51,7 +53,7 @@ async function isFolder(path: string): Promise<boolean> {
 
 /** Fails before any VM boots when what the job names is not there. */
 async function checkInputs(o: JobOptions): Promise<void> {
-  if (!(await isFolder(o.rootfs))) throw new RuntimeFailure(`the job's root filesystem ${o.rootfs} is not a folder`);
+  if (o.imageTar === undefined && !(await isFolder(o.rootfs))) throw new RuntimeFailure(`the job's root filesystem ${o.rootfs} is not a folder`);
   if (o.workspace !== undefined && !(await isFolder(o.workspace))) throw new RuntimeFailure(`--workspace ${o.workspace} is not a folder`);
   for (const [name, file] of o.secrets) {
     const s = await stat(file).catch(() => undefined);
@@ -66,13 +68,13 @@ interface JobSources {
   secretsSource?: string;
 }
 
-/** The job's own folder: its rootfs overlay, the workspace copy and the secrets, 0700. */
-async function prepareJobDir(o: JobOptions, dir: string): Promise<JobSources> {
+/** The job's own folder: its rootfs overlay (on lowerDirs, topmost first), the workspace copy and the secrets, 0700. */
+async function prepareJobDir(o: JobOptions, dir: string, lowerDirs: string[]): Promise<JobSources> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await writeFile(join(dir, RUNNER_PIDFILE), String(process.pid));
   const layers = { upper: join(dir, 'rootfs-upper'), work: join(dir, 'rootfs-work'), root: join(dir, 'rootfs') };
   for (const d of Object.values(layers)) await mkdir(d);
-  await mountRootfs([{ type: 'overlay', source: 'overlay', options: [`lowerdir=${o.rootfs}`, `upperdir=${layers.upper}`, `workdir=${layers.work}`] }], layers.root);
+  await mountRootfs([{ type: 'overlay', source: 'overlay', options: [`lowerdir=${lowerDirs.join(':')}`, `upperdir=${layers.upper}`, `workdir=${layers.work}`] }], layers.root);
   const out: JobSources = { rootfs: layers.root };
   if (o.workspace !== undefined) {
     if (o.copyWorkspace) {
@@ -166,7 +168,12 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
     await checkInputs(o);
     await ensureRunRoot(settings);
     await sweepDeadJobs(settings, log);
-    const prepared = await prepareJobDir(o, jobDir);
+    // Before the boot: a bad image costs no VM. The image phase is this and sharing the rootfs.
+    const image = o.imageTar !== undefined ? await unpackImage(o.imageTar, o.layerCache, loadNative()) : undefined;
+    const imageMs = performance.now() - phaseStart;
+    if (image) facts.image = { layers: image.layers.length, unpacked: image.unpacked };
+    const prepared = await prepareJobDir(o, jobDir, image ? [...image.layers].reverse() : [o.rootfs]);
+    phaseStart = performance.now();
     sources = prepared;
     const { rootfs, ...shared } = prepared;
     sandbox = await Sandbox.start(id, settings, log, { signal: interrupted, dieWithOwner: true });
@@ -174,13 +181,15 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
     endPhase('boot');
     const spec = jobSpec({
       command: o.command,
-      env: o.env,
+      env: [...(image?.config.env ?? []), ...o.env],
+      ...(image ? { workingDir: image.config.workingDir } : {}),
       ...shared,
       ...(o.memoryMiB !== undefined ? { memoryLimitBytes: o.memoryMiB * 1024 * 1024 } : {}),
       ...(o.pidsLimit !== undefined ? { pidsLimit: o.pidsLimit } : {}),
     });
     await sandbox.createContainer(CONTAINER, { spec, rootfs });
     endPhase('image');
+    facts.phasesMs.image! += Math.round(imageMs);
     await runContainer(sandbox, o, facts, io, keep, interrupted);
     endPhase('job');
   } catch (err) {
