@@ -7,7 +7,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BUSYBOX_IMAGE_TAR, REPO } from '../helpers/containerd.js';
+import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PrivateContainerd, REPO } from '../helpers/containerd.js';
 import { eventually, leftovers, sandboxProcesses } from '../helpers/host-state.js';
 
 const KATA_TS = join(REPO, 'build/bin/kata-ts');
@@ -145,6 +145,23 @@ describe('kata-ts job run', () => {
     const broken = await job(['--image-tar', join(dir, 'no-such-image.tar'), '--', 'true']);
     expect(broken.code).toBe(125);
     expect(broken.stderr).toContain('no-such-image.tar: is not a file');
+  });
+
+  it('runs on an image from containerd’s content store, and gives its snapshot back after', async () => {
+    const ctrd = await PrivateContainerd.start();
+    try {
+      await ctrd.importImage(BUSYBOX_IMAGE_TAR);
+      const target = ['--containerd', ctrd.address, '--namespace', ctrd.namespace];
+      const r = await job(['--image', BUSYBOX_IMAGE, ...target, '--', 'sh', '-c', 'echo written > /etc/motd; cat /etc/motd; echo $PATH']);
+      expect([r.code, r.stdout]).toEqual([0, 'written\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n']);
+      const snapshots = (await ctrd.ctr(['snapshots', 'ls'])).stdout.toString();
+      expect(snapshots).not.toContain('/jobs/');
+      const missing = await job(['--image', 'docker.io/library/no-such-image:latest', ...target, '--', 'true']);
+      expect(missing.code).toBe(125);
+      expect(missing.stderr).toContain('is not in containerd');
+    } finally {
+      await ctrd.stop();
+    }
   });
 
   it('fails with 125 and says what is wrong when the runtime cannot run the job, before any VM boots', async () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createLogger } from '../../../common/log.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../containerd/config.js';
 import { defaultShimSettings, RUNTIME_ROOT, SHIPPED_CONFIG_PATH } from '../containerd/shim-settings.js';
-import { DEFAULT_LAYER_CACHE, JobUsageError, NETWORK_MODES, parseJobArgs } from '../job/options.js';
+import { DEFAULT_CONTAINERD, DEFAULT_LAYER_CACHE, JobUsageError, NETWORK_MODES, parseJobArgs } from '../job/options.js';
 import { EXIT_RUNTIME_FAILURE, EXIT_TIMED_OUT, renderJunit, type JobReport } from '../job/report.js';
 import { GUEST_OVERHEAD_MIB, runJob } from '../job/run-job.js';
 
@@ -21,6 +21,8 @@ the job's files
   --rootfs DIR           the job's root filesystem (default: the busybox rootfs of the runtime folder)
   --image-tar FILE       an OCI image tarball (ctr image export) instead: its layers are unpacked once into
                          --layer-cache (${DEFAULT_LAYER_CACHE}), keyed by digest, and its Env and WorkingDir apply
+  --image REF            a containerd image instead, mounted from containerd's snapshotter (pull or import it first)
+  --containerd SOCKET    containerd's address for --image (${DEFAULT_CONTAINERD}); --namespace NS (default)
   --workspace DIR        mounted read-write at /workspace, the job's working directory
   --copy-workspace       copy the workspace in instead: the host's copy stays untouched
   --artifact PATH        a path in the workspace brought back to the host workspace at the end (repeatable)

@@ -2,6 +2,7 @@
 // input costs nothing and says which option is wrong.
 import { parseArgs } from 'node:util';
 import { isAbsolute, normalize } from 'node:path';
+import type { ContainerdTarget } from './containerd-image.js';
 
 export class JobUsageError extends Error {
   constructor(message: string) {
@@ -18,6 +19,9 @@ export interface JobOptions {
   /** The job's root filesystem: a folder, or (imageTar) an OCI image tarball's layers. */
   rootfs: string;
   imageTar?: string;
+  /** A containerd image reference, mounted from containerd's snapshotter. */
+  image?: string;
+  containerd: ContainerdTarget;
   /** Where image layers are unpacked, one folder per layer digest. */
   layerCache: string;
   /** Host folder mounted at /workspace, the job's working directory. */
@@ -83,6 +87,7 @@ function artifactPath(text: string): string {
 const SECRET_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 export const DEFAULT_LAYER_CACHE = '/var/cache/kata-ts/layers';
+export const DEFAULT_CONTAINERD = '/run/containerd/containerd.sock';
 
 export function parseJobArgs(argv: string[], defaults: { rootfs: string; layerCache?: string }): JobOptions {
   let parsed;
@@ -93,6 +98,9 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string; layerCa
       options: {
         rootfs: { type: 'string' },
         'image-tar': { type: 'string' },
+        image: { type: 'string' },
+        containerd: { type: 'string', default: DEFAULT_CONTAINERD },
+        namespace: { type: 'string', default: 'default' },
         'layer-cache': { type: 'string' },
         workspace: { type: 'string' },
         'copy-workspace': { type: 'boolean', default: false },
@@ -120,7 +128,7 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string; layerCa
   if (parsed.positionals.length === 0) throw new JobUsageError('no command given (kata-ts job run [options] -- COMMAND [ARG…])');
   if (!NETWORK_MODES.includes(v.network as NetworkMode))
     throw new JobUsageError(`--network ${JSON.stringify(v.network)}: the modes are ${NETWORK_MODES.join(', ')} (loopback only)`);
-  if (v.rootfs !== undefined && v['image-tar'] !== undefined) throw new JobUsageError('--rootfs and --image-tar name the same thing: give one');
+  if ([v.rootfs, v['image-tar'], v.image].filter((x) => x !== undefined).length > 1) throw new JobUsageError('--rootfs, --image-tar and --image each name the root filesystem: give one');
   if (v['copy-workspace'] && !v.workspace) throw new JobUsageError('--copy-workspace needs --workspace');
   if (v.artifact.length > 0 && !v.workspace) throw new JobUsageError('--artifact needs --workspace');
   for (const e of v.env) if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e)) throw new JobUsageError(`--env ${JSON.stringify(e)}: must be NAME=VALUE`);
@@ -136,6 +144,7 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string; layerCa
     command: parsed.positionals,
     rootfs: v.rootfs ?? defaults.rootfs,
     layerCache: v['layer-cache'] ?? defaults.layerCache ?? DEFAULT_LAYER_CACHE,
+    containerd: { address: v.containerd, namespace: v.namespace },
     copyWorkspace: v['copy-workspace'],
     artifacts: v.artifact.map(artifactPath),
     graceMs: v.grace === undefined ? 10_000 : parseDuration(v.grace, '--grace'),
@@ -147,6 +156,7 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string; layerCa
   };
   if (v.workspace !== undefined) options.workspace = v.workspace;
   if (v['image-tar'] !== undefined) options.imageTar = v['image-tar'];
+  if (v.image !== undefined) options.image = v.image;
   const cpus = positiveInteger(v.cpus, '--cpus');
   if (cpus !== undefined) options.cpus = cpus;
   if (v.memory !== undefined) options.memoryMiB = parseSizeMiB(v.memory, '--memory');

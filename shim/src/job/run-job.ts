@@ -9,6 +9,8 @@ import type { Logger } from '../../../common/log.js';
 import { loadNative } from '../../../native/native.js';
 import { mountRootfs, unmountRootfs } from '../containerd/rootfs.js';
 import { unpackImage } from './oci-image.js';
+import { containerdImageConfig, mountContainerdImage, unmountContainerdImage, type ContainerdTarget } from './containerd-image.js';
+import type { ImageConfig } from './oci-image.js';
 import { cleanupDeadSandbox } from '../sandbox/cleanup.js';
 import { SandboxDeadError } from '../sandbox/errors.js';
 import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
@@ -53,7 +55,7 @@ async function isFolder(path: string): Promise<boolean> {
 
 /** Fails before any VM boots when what the job names is not there. */
 async function checkInputs(o: JobOptions): Promise<void> {
-  if (o.imageTar === undefined && !(await isFolder(o.rootfs))) throw new RuntimeFailure(`the job's root filesystem ${o.rootfs} is not a folder`);
+  if (o.imageTar === undefined && o.image === undefined && !(await isFolder(o.rootfs))) throw new RuntimeFailure(`the job's root filesystem ${o.rootfs} is not a folder`);
   if (o.workspace !== undefined && !(await isFolder(o.workspace))) throw new RuntimeFailure(`--workspace ${o.workspace} is not a folder`);
   for (const [name, file] of o.secrets) {
     const s = await stat(file).catch(() => undefined);
@@ -119,13 +121,30 @@ export async function sweepDeadJobs(settings: SandboxSettings, log: Logger): Pro
     if (pid > 0 && pid !== process.pid && (await stat(`/proc/${pid}`).catch(() => undefined))) continue;
     log.warn('removing what a killed job runner left', { job: id, runnerPid: pid || undefined });
     await cleanupDeadSandbox(settings.runRoot, id, log);
+    const image = await readFile(join(root, id, IMAGE_FILE), 'utf8').then((t) => JSON.parse(t) as ContainerdTarget, () => undefined);
+    if (image) await unmountContainerdImage(image, join(root, id, IMAGE_ROOT)).catch((err: Error) => log.warn('cannot unmount a left image', { error: err.message }));
     await removeJobDir(join(root, id));
   }
+}
+
+const IMAGE_FILE = 'image.json';
+const IMAGE_ROOT = 'image-root';
+
+/** Mounts a containerd image in the job's folder, noting where from, so a sweep can undo it. */
+async function mountImageFromContainerd(ref: string, c: ContainerdTarget, jobDir: string): Promise<ImageConfig> {
+  const config = await containerdImageConfig(ref, c);
+  await mkdir(join(jobDir, IMAGE_ROOT), { recursive: true, mode: 0o700 });
+  await writeFile(join(jobDir, RUNNER_PIDFILE), String(process.pid));
+  // From here on a snapshot may exist: the teardown, or a later sweep, removes it.
+  await writeFile(join(jobDir, IMAGE_FILE), JSON.stringify(c));
+  await mountContainerdImage(ref, c, join(jobDir, IMAGE_ROOT));
+  return config;
 }
 
 /** Unmounts the job's rootfs overlay, then removes its folder. */
 async function removeJobDir(dir: string): Promise<void> {
   await unmountRootfs(join(dir, 'rootfs')).catch(() => undefined);
+  await unmountRootfs(join(dir, IMAGE_ROOT)).catch(() => undefined);
   await rm(dir, { recursive: true, force: true });
 }
 
@@ -170,9 +189,12 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
     await sweepDeadJobs(settings, log);
     // Before the boot: a bad image costs no VM. The image phase is this and sharing the rootfs.
     const image = o.imageTar !== undefined ? await unpackImage(o.imageTar, o.layerCache, loadNative()) : undefined;
-    const imageMs = performance.now() - phaseStart;
     if (image) facts.image = { layers: image.layers.length, unpacked: image.unpacked };
-    const prepared = await prepareJobDir(o, jobDir, image ? [...image.layers].reverse() : [o.rootfs]);
+    const fromContainerd = o.image !== undefined ? await mountImageFromContainerd(o.image, o.containerd, jobDir) : undefined;
+    const imageMs = performance.now() - phaseStart;
+    const lowerDirs = image ? [...image.layers].reverse() : fromContainerd ? [join(jobDir, IMAGE_ROOT)] : [o.rootfs];
+    const prepared = await prepareJobDir(o, jobDir, lowerDirs);
+    const imageConfig = image?.config ?? fromContainerd;
     phaseStart = performance.now();
     sources = prepared;
     const { rootfs, ...shared } = prepared;
@@ -181,8 +203,8 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
     endPhase('boot');
     const spec = jobSpec({
       command: o.command,
-      env: [...(image?.config.env ?? []), ...o.env],
-      ...(image ? { workingDir: image.config.workingDir } : {}),
+      env: [...(imageConfig?.env ?? []), ...o.env],
+      ...(imageConfig ? { workingDir: imageConfig.workingDir } : {}),
       ...shared,
       ...(o.memoryMiB !== undefined ? { memoryLimitBytes: o.memoryMiB * 1024 * 1024 } : {}),
       ...(o.pidsLimit !== undefined ? { pidsLimit: o.pidsLimit } : {}),
@@ -202,6 +224,9 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
       facts.runtimeError ??= `cannot bring the artifacts back: ${err.message}`;
       return o.artifacts;
     });
+    // The overlay first: the image's mount is one of its layers.
+    await unmountRootfs(join(jobDir, 'rootfs')).catch(() => undefined);
+    if (await stat(join(jobDir, IMAGE_FILE)).catch(() => undefined)) await unmountContainerdImage(o.containerd, join(jobDir, IMAGE_ROOT)).catch((err: Error) => log.warn('cannot unmount the image', { error: err.message }));
     await removeJobDir(jobDir);
     endPhase('teardown');
   }
