@@ -1,13 +1,16 @@
 // kata-ts: the operator's command. Subcommands:
 //   kata-ts cri [--address SOCKET] COMMAND …   drive containerd's CRI plugin as kubelet does (no crictl needed)
 //   kata-ts job run [OPTIONS] -- COMMAND …     run a CI job in a throw-away VM
+//   kata-ts gitlab config|prepare|run|cleanup  a GitLab Runner custom executor driver
 import { criCommand, CRI_USAGE } from './kata-ts-cri.js';
+import { gitlabCommand, GITLAB_USAGE } from './kata-ts-gitlab.js';
 import { jobCommand, JOB_USAGE } from './kata-ts-job.js';
 
 const USAGE = `usage: kata-ts COMMAND …
 commands:
 ${CRI_USAGE}
-${JOB_USAGE}`;
+${JOB_USAGE}
+${GITLAB_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -16,6 +19,8 @@ async function main(argv: string[]): Promise<number> {
       return criCommand(rest);
     case 'job':
       return jobCommand(rest);
+    case 'gitlab':
+      return gitlabCommand(rest);
     case undefined:
     case '-h':
     case '--help':

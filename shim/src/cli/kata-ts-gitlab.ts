@@ -1,0 +1,73 @@
+// `kata-ts gitlab config|prepare|run|cleanup`: the GitLab Runner custom
+// executor driver (see shim/src/gitlab/driver.ts).
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { SHIM_VERSION } from '../containerd/version.js';
+import { DEFAULT_CONTAINERD } from '../job/options.js';
+import { cleanup, configJson, DriverError, failureCodes, prepare, runStage, type DriverSettings } from '../gitlab/driver.js';
+
+export const GITLAB_USAGE = '  gitlab config|prepare|run SCRIPT STAGE|cleanup                    a GitLab Runner custom executor (kata-ts gitlab --help)';
+
+const HELP = `usage: kata-ts gitlab STAGE [OPTIONS]
+A GitLab Runner custom executor: each job gets its own VM, held by containerd
+from prepare to cleanup, and every stage's script runs in it.
+  config                   prints the runner's config JSON (builds in /builds, not shared)
+  prepare                  boots the job's VM from CUSTOM_ENV_CI_JOB_IMAGE (else --image)
+  run SCRIPT STAGE         feeds SCRIPT to the shell in the VM; exits BUILD_FAILURE_EXIT_CODE when
+                           it fails, SYSTEM_FAILURE_EXIT_CODE when the VM is gone
+  cleanup                  removes the job's VM, whatever happened before
+options: --containerd SOCKET (${DEFAULT_CONTAINERD}), --namespace NS (kata-ts-gitlab),
+         --image REF (docker.io/library/kata-ts-busybox:latest), --shell SH (sh)`;
+
+export async function gitlabCommand(argv: string[]): Promise<number> {
+  const codes = failureCodes(process.env);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        containerd: { type: 'string', default: DEFAULT_CONTAINERD },
+        namespace: { type: 'string', default: 'kata-ts-gitlab' },
+        image: { type: 'string', default: 'docker.io/library/kata-ts-busybox:latest' },
+        shell: { type: 'string', default: 'sh' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`kata-ts gitlab: ${(err as Error).message}\n${HELP}\n`);
+    return codes.system;
+  }
+  const [stage, ...rest] = parsed.positionals;
+  if (parsed.values.help || stage === undefined) {
+    process.stdout.write(`${HELP}\n`);
+    return stage === undefined && !parsed.values.help ? 2 : 0;
+  }
+  const v = parsed.values;
+  const s: DriverSettings = { containerd: v.containerd, namespace: v.namespace, defaultImage: v.image, shell: v.shell };
+  try {
+    switch (stage) {
+      case 'config':
+        process.stdout.write(`${configJson(SHIM_VERSION.replace(/^kata-ts /, ''), hostname())}\n`);
+        return 0;
+      case 'prepare':
+        await prepare(s, process.env, (line) => void process.stderr.write(`${line}\n`));
+        return 0;
+      case 'run': {
+        const [script, name] = rest;
+        if (!script || !name) throw new DriverError('run needs SCRIPT and STAGE');
+        const outcome = await runStage(s, process.env, script, name);
+        if (outcome === 'system-failure') process.stderr.write(`kata-ts gitlab: the job's VM is gone (stage ${name})\n`);
+        return outcome === 'ok' ? 0 : outcome === 'build-failure' ? codes.build : codes.system;
+      }
+      case 'cleanup':
+        await cleanup(s, process.env);
+        return 0;
+      default:
+        throw new DriverError(`unknown stage ${JSON.stringify(stage)}`);
+    }
+  } catch (err) {
+    process.stderr.write(`kata-ts gitlab: ${(err as Error).message}\n`);
+    return codes.system;
+  }
+}
