@@ -41,6 +41,7 @@ bench: deps images build
 	node dist/bench/sandbox-boot.js
 	node dist/bench/shim-vs-runc.js
 	node dist/bench/cri-pods.js
+	node dist/bench/ci-job.js
 
 ## soak: many sandboxes in a row, at once, with large outputs, and 20 idle side by side (not in CI; about 20 minutes under TCG)
 soak: deps images build
