@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ContainerConfig, CriClient } from '../../shim/src/cri/client.js';
 import { runStream } from '../../shim/src/cri/stream.js';
 import { parseCriLog, PodFixture, startCriContainerd, withPod } from '../helpers/cri-pod.js';
-import { eventually, leftovers } from '../helpers/host-state.js';
+import { eventually, leftovers, sandboxProcesses } from '../helpers/host-state.js';
 
 describe('CRI pods', () => {
   let cri: CriClient;
@@ -168,6 +168,25 @@ describe('CRI pods', () => {
         expect((await pod.sh(again, 'echo back')).out).toBe('back\n');
       });
     });
+  });
+
+  it.each(['qemu-system', 'virtiofsd'])('reports a kata-ts pod’s containers exited when its %s is killed, and CRI removes the pod cleanly', async (part) => {
+    const pod = new PodFixture(cri, 'kata-ts');
+    try {
+      await pod.run();
+      const app = await pod.container('app', ['sleep', '600']);
+      // QEMU carries the pod id in its name; virtiofsd is the other child of the same shim.
+      const ppid = (pid: number) => Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+      const qemu = sandboxProcesses().find((p) => p.cmd.includes('qemu-system') && p.cmd.includes(pod.id));
+      const victim = part === 'qemu-system' ? qemu : sandboxProcesses().find((p) => p.cmd.includes('virtiofsd') && qemu && ppid(p.pid) === ppid(qemu.pid));
+      expect(victim).toBeDefined();
+      process.kill(victim!.pid, 'SIGKILL');
+      await eventually(async () => (await cri.containerStatus(app)).status.state === 'CONTAINER_EXITED', 20_000);
+      expect((await cri.containerStatus(app)).status.exitCode).toBe(255);
+      await cri.removeContainer(app);
+    } finally {
+      await pod.remove();
+    }
   });
 
   it('refuses a kata-ts pod on the host network, saying a VM cannot share it', async () => {
