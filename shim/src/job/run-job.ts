@@ -9,7 +9,8 @@ import type { Logger } from '../../../common/log.js';
 import { loadNative } from '../../../native/native.js';
 import { mountRootfs, unmountRootfs } from '../containerd/rootfs.js';
 import { unpackImage } from './oci-image.js';
-import { containerdImageConfig, mountContainerdImage, unmountContainerdImage, type ContainerdTarget } from './containerd-image.js';
+import { containerdImageConfig, mountContainerdImage, unmountContainerdImage } from './containerd-image.js';
+import type { ContainerdTarget } from './ctr.js';
 import type { ImageConfig } from './oci-image.js';
 import { cleanupDeadSandbox } from '../sandbox/cleanup.js';
 import { SandboxDeadError } from '../sandbox/errors.js';
@@ -70,10 +71,14 @@ interface JobSources {
   secretsSource?: string;
 }
 
-/** The job's own folder: its rootfs overlay (on lowerDirs, topmost first), the workspace copy and the secrets, 0700. */
-async function prepareJobDir(o: JobOptions, dir: string, lowerDirs: string[]): Promise<JobSources> {
+/** The job's own folder, 0700, marked with this runner's pid so a sweep can tell whether it is alive. */
+async function makeJobDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await writeFile(join(dir, RUNNER_PIDFILE), String(process.pid));
+}
+
+/** In the job's folder: its rootfs overlay (on lowerDirs, topmost first), the workspace copy and the secrets. */
+async function prepareJobDir(o: JobOptions, dir: string, lowerDirs: string[]): Promise<JobSources> {
   const layers = { upper: join(dir, 'rootfs-upper'), work: join(dir, 'rootfs-work'), root: join(dir, 'rootfs') };
   for (const d of Object.values(layers)) await mkdir(d);
   await mountRootfs([{ type: 'overlay', source: 'overlay', options: [`lowerdir=${lowerDirs.join(':')}`, `upperdir=${layers.upper}`, `workdir=${layers.work}`] }], layers.root);
@@ -121,9 +126,7 @@ export async function sweepDeadJobs(settings: SandboxSettings, log: Logger): Pro
     if (pid > 0 && pid !== process.pid && (await stat(`/proc/${pid}`).catch(() => undefined))) continue;
     log.warn('removing what a killed job runner left', { job: id, runnerPid: pid || undefined });
     await cleanupDeadSandbox(settings.runRoot, id, log);
-    const image = await readFile(join(root, id, IMAGE_FILE), 'utf8').then((t) => JSON.parse(t) as ContainerdTarget, () => undefined);
-    if (image) await unmountContainerdImage(image, join(root, id, IMAGE_ROOT)).catch((err: Error) => log.warn('cannot unmount a left image', { error: err.message }));
-    await removeJobDir(join(root, id));
+    await removeJobDir(join(root, id), log);
   }
 }
 
@@ -133,17 +136,22 @@ const IMAGE_ROOT = 'image-root';
 /** Mounts a containerd image in the job's folder, noting where from, so a sweep can undo it. */
 async function mountImageFromContainerd(ref: string, c: ContainerdTarget, jobDir: string): Promise<ImageConfig> {
   const config = await containerdImageConfig(ref, c);
-  await mkdir(join(jobDir, IMAGE_ROOT), { recursive: true, mode: 0o700 });
-  await writeFile(join(jobDir, RUNNER_PIDFILE), String(process.pid));
+  await mkdir(join(jobDir, IMAGE_ROOT), { mode: 0o700 });
   // From here on a snapshot may exist: the teardown, or a later sweep, removes it.
   await writeFile(join(jobDir, IMAGE_FILE), JSON.stringify(c));
   await mountContainerdImage(ref, c, join(jobDir, IMAGE_ROOT));
   return config;
 }
 
-/** Unmounts the job's rootfs overlay, then removes its folder. */
-async function removeJobDir(dir: string): Promise<void> {
+/**
+ * Undoes a job's folder, for the job itself and for the sweep after a killed runner: the rootfs
+ * overlay first (the image's mount is one of its layers), then the containerd image and its
+ * snapshot if one was mounted, then the folder.
+ */
+async function removeJobDir(dir: string, log: Logger): Promise<void> {
   await unmountRootfs(join(dir, 'rootfs')).catch(() => undefined);
+  const image = await readFile(join(dir, IMAGE_FILE), 'utf8').then((t) => JSON.parse(t) as ContainerdTarget, () => undefined);
+  if (image) await unmountContainerdImage(image, join(dir, IMAGE_ROOT)).catch((err: Error) => log.warn('cannot unmount the image', { error: err.message }));
   await unmountRootfs(join(dir, IMAGE_ROOT)).catch(() => undefined);
   await rm(dir, { recursive: true, force: true });
 }
@@ -187,6 +195,7 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
     await checkInputs(o);
     await ensureRunRoot(settings);
     await sweepDeadJobs(settings, log);
+    await makeJobDir(jobDir);
     // Before the boot: a bad image costs no VM. The image phase is this and sharing the rootfs.
     const image = o.imageTar !== undefined ? await unpackImage(o.imageTar, o.layerCache, loadNative()) : undefined;
     if (image) facts.image = { layers: image.layers.length, unpacked: image.unpacked };
@@ -224,10 +233,7 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
       facts.runtimeError ??= `cannot bring the artifacts back: ${err.message}`;
       return o.artifacts;
     });
-    // The overlay first: the image's mount is one of its layers.
-    await unmountRootfs(join(jobDir, 'rootfs')).catch(() => undefined);
-    if (await stat(join(jobDir, IMAGE_FILE)).catch(() => undefined)) await unmountContainerdImage(o.containerd, join(jobDir, IMAGE_ROOT)).catch((err: Error) => log.warn('cannot unmount the image', { error: err.message }));
-    await removeJobDir(jobDir);
+    await removeJobDir(jobDir, log);
     endPhase('teardown');
   }
   return { report: buildReport(facts), outputTail: Buffer.concat(tail).toString('utf8'), missingArtifacts };
