@@ -10,6 +10,9 @@ import { mirror, tapName, unmirror } from './tc-mirror.js';
 
 export const VHOST_NET_DEVICE = '/dev/vhost-net';
 
+/** vhost-net moves the data path into the host kernel, where it is allowed and the host has it. */
+export const useVhostNet = (allowed: boolean) => allowed && existsSync(VHOST_NET_DEVICE);
+
 export interface PodNic extends NetInterface {
   tap: string;
   /** The MAC of the guest NIC on that tap; the agent finds the NIC by it and gives it the interface's. */
@@ -59,7 +62,7 @@ export class PodNetwork {
   static async attach(netnsPath: string, o: { allowVhost: boolean }, native: NativeAddon, log: Logger): Promise<PodNetwork> {
     if (!existsSync(netnsPath)) throw new NetnsGoneError(netnsPath);
     const { interfaces, routes } = await readNetns(netnsPath);
-    const vhost = o.allowVhost && existsSync(VHOST_NET_DEVICE);
+    const vhost = useVhostNet(o.allowVhost);
     const network = new PodNetwork(netnsPath, [], routes, [], vhost, log);
     try {
       for (const [index, nic] of interfaces.entries()) {

@@ -1,7 +1,6 @@
 // A sandbox seen from the host: one VM with its agent, holding containers.
 // Knows nothing of containerd; the shim and the demo build on it.
 import { randomBytes, randomInt } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readFile, readdir, stat, mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type net from 'node:net';
@@ -23,7 +22,7 @@ import type { SandboxSettings } from './settings.js';
 import { startVsockProxy } from '../../../native/vsock-proxy.js';
 import { rejectedOnAbort } from '../../../common/settle.js';
 import { LivenessWatch } from './liveness.js';
-import { PodNetwork, VHOST_NET_DEVICE, type PreparedNic } from '../network/pod-network.js';
+import { PodNetwork, useVhostNet, type PreparedNic } from '../network/pod-network.js';
 import { tapName } from '../network/tc-mirror.js';
 
 export const SHARED_FS_TAG = 'kataShared';
@@ -189,7 +188,7 @@ export class Sandbox {
       // A locally administered MAC until the guest NIC takes the CNI interface's.
       preparedNic = { tap: tapName(0), deviceMac: localMac() };
       description.ownNetworkNamespace = true;
-      description.networks = [{ tap: { ifname: preparedNic.tap }, mac: preparedNic.deviceMac, vhost: !settings.disableVhostNet && existsSync(VHOST_NET_DEVICE) }];
+      description.networks = [{ tap: { ifname: preparedNic.tap }, mac: preparedNic.deviceMac, vhost: useVhostNet(!settings.disableVhostNet) }];
     }
     try {
       await makeSharedMountPoint(native, sharedDir);
