@@ -44,7 +44,7 @@ export async function gitlabCommand(argv: string[]): Promise<number> {
     return stage === undefined && !parsed.values.help ? 2 : 0;
   }
   const v = parsed.values;
-  const s: DriverSettings = { containerd: v.containerd, namespace: v.namespace, defaultImage: v.image, shell: v.shell };
+  const s: DriverSettings = { containerd: { address: v.containerd, namespace: v.namespace }, defaultImage: v.image, shell: v.shell };
   try {
     switch (stage) {
       case 'config':

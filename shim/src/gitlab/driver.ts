@@ -3,11 +3,9 @@
 // job's VM is a kata-ts container that containerd holds from prepare to
 // cleanup, so each stage's script runs in the same guest and state carries
 // over; the real `ctr` drives it.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
+import { ctr as runCtr, ctrArgs, type ContainerdTarget } from '../job/ctr.js';
 
 export const DRIVER_NAME = 'kata-ts';
 export const BUILDS_DIR = '/builds';
@@ -15,8 +13,8 @@ export const CACHE_DIR = '/cache';
 export const KATA_RUNTIME = 'io.containerd.kata-ts.v2';
 
 export interface DriverSettings {
-  containerd: string;
-  namespace: string;
+  /** The containerd that holds the jobs' VMs. */
+  containerd: ContainerdTarget;
   /** The image of jobs that name none (CUSTOM_ENV_CI_JOB_IMAGE). */
   defaultImage: string;
   /** The shell each stage's script is fed to. */
@@ -53,12 +51,7 @@ export function configJson(version: string, hostname: string): string {
   });
 }
 
-async function ctr(s: DriverSettings, args: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
-  return run('ctr', ['-a', s.containerd, '-n', s.namespace, ...args], { timeout: 300_000, maxBuffer: 16 * 1024 * 1024 }).then(
-    (r) => ({ ok: true, stdout: r.stdout, stderr: r.stderr }),
-    (e: { stdout?: string; stderr?: string; message: string }) => ({ ok: false, stdout: e.stdout ?? '', stderr: e.stderr || e.message }),
-  );
-}
+const ctr = (s: DriverSettings, args: string[]) => runCtr(s.containerd, args);
 
 async function taskStatus(s: DriverSettings, id: string): Promise<string | undefined> {
   const r = await ctr(s, ['task', 'ls']);
@@ -76,7 +69,7 @@ export async function prepare(s: DriverSettings, env: NodeJS.ProcessEnv, log: (l
   await cleanup(s, env);
   log(`kata-ts: starting a VM for job ${env.CUSTOM_ENV_CI_JOB_ID} from ${image}`);
   const r = await ctr(s, ['run', '-d', '--runtime', KATA_RUNTIME, image, id, 'sh', '-c', `mkdir -p ${BUILDS_DIR} ${CACHE_DIR} && exec sleep 2147483647`]);
-  if (!r.ok) throw new DriverError(`cannot start the job's VM from ${image}: ${r.stderr.trim()}`);
+  if (!r.ok) throw new DriverError(`cannot start the job's VM from ${image}: ${r.stderr}`);
   if ((await taskStatus(s, id)) !== 'RUNNING') throw new DriverError(`the job's VM did not stay up`);
 }
 
@@ -89,7 +82,7 @@ export async function runStage(s: DriverSettings, env: NodeJS.ProcessEnv, script
   if ((await taskStatus(s, id)) !== 'RUNNING') return 'system-failure';
   const execId = `${stage.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-${process.pid}`;
   const code = await new Promise<number>((resolve) => {
-    const p = spawn('ctr', ['-a', s.containerd, '-n', s.namespace, 'task', 'exec', '--exec-id', execId, id, s.shell, '-s'], { stdio: ['pipe', 'inherit', 'inherit'] });
+    const p = spawn('ctr', ctrArgs(s.containerd, ['task', 'exec', '--exec-id', execId, id, s.shell, '-s']), { stdio: ['pipe', 'inherit', 'inherit'] });
     createReadStream(script).on('error', () => p.stdin.end()).pipe(p.stdin);
     p.stdin.on('error', () => undefined);
     p.once('error', () => resolve(-1));

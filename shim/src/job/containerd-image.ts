@@ -1,24 +1,14 @@
 // A containerd image as a job's root filesystem: mounted read-only from
 // containerd's content store and snapshotter with the real `ctr` (a view
 // snapshot keyed by the mount target), its config read from the content store.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { ctr as runCtr, type ContainerdTarget } from './ctr.js';
 import { ImageError, type ImageConfig } from './oci-image.js';
 
-const run = promisify(execFile);
-
-export interface ContainerdTarget {
-  address: string;
-  namespace: string;
-}
-
+/** ctr's output, or an error that says what could not be done and why. */
 async function ctr(c: ContainerdTarget, args: string[], what: string): Promise<string> {
-  try {
-    return (await run('ctr', ['-a', c.address, '-n', c.namespace, '--connect-timeout', '5s', ...args], { timeout: 120_000, maxBuffer: 16 * 1024 * 1024 })).stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`${what}: ${e.stderr?.trim() || e.message}`);
-  }
+  const r = await runCtr(c, ['--connect-timeout', '5s', ...args], 120_000);
+  if (!r.ok) throw new Error(`${what}: ${r.stderr}`);
+  return r.stdout;
 }
 
 const PLATFORM = { os: 'linux', architecture: 'amd64' };

@@ -2,7 +2,7 @@
 // input costs nothing and says which option is wrong.
 import { parseArgs } from 'node:util';
 import { isAbsolute, normalize } from 'node:path';
-import type { ContainerdTarget } from './containerd-image.js';
+import type { ContainerdTarget } from './ctr.js';
 
 export class JobUsageError extends Error {
   constructor(message: string) {
