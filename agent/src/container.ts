@@ -83,7 +83,7 @@ export class Container {
   async networkPid(): Promise<number> {
     if (this.main.state === 'running' && this.main.pid > 0) return this.main.pid;
     if (this.main.state !== 'created') throw failedPrecondition(`container ${this.id} has exited: its network namespace is gone`);
-    const network = this.spec.linux?.namespaces?.find((ns) => ns.type === 'network');
+    const network = this.#networkNamespace;
     if (!network || network.path) throw failedPrecondition(`container ${this.id} has no network namespace of its own to configure`);
     this.#preparedNetns ??= PreparedNetns.create();
     return (await this.#preparedNetns).pid;
@@ -93,13 +93,17 @@ export class Container {
     const prepared = await this.#preparedNetns?.catch(() => undefined);
     if (!prepared) return this.#run();
     try {
-      this.spec.linux!.namespaces!.find((ns) => ns.type === 'network')!.path = prepared.path;
+      this.#networkNamespace!.path = prepared.path;
       await writeFile(join(this.paths.bundleDir, 'config.json'), JSON.stringify(this.spec));
       return await this.#run();
     } finally {
       // Joined (or failed): the container's processes hold the namespace now.
       this.#releaseNetns();
     }
+  }
+
+  get #networkNamespace() {
+    return this.spec.linux?.namespaces?.find((ns) => ns.type === 'network');
   }
 
   #releaseNetns(): void {
@@ -206,9 +210,8 @@ export class Container {
     await runCrun(this.paths.crun.binary, crun.updateArgs(this.paths.crun, logFile, this.id, file), logFile, `update of ${this.id}`);
   }
 
-  /** Also after the exit, until the container is removed: what the job used in all. */
   async stats(): Promise<ContainerStats> {
-    if (this.main.state === 'created') throw failedPrecondition(`container ${this.id} has not started`);
+    this.#requireRunning();
     return readContainerStats(this.paths.cgroupDir);
   }
 
