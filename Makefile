@@ -8,7 +8,7 @@ APT_PACKAGES := qemu-system-x86 e2fsprogs busybox-static linux-source-6.1 bc fle
 	curl xz-utils patch gperf pkg-config libcap-dev libseccomp-dev \
 	containerd runc golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
 	golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev \
-	containernetworking-plugins mount procps iproute2 util-linux
+	containernetworking-plugins slirp4netns mount procps iproute2 util-linux
 AGENT_SRC := $(shell find agent/src common native -name '*.ts' 2>/dev/null)
 ADDON := native/build/Release/kata_ts_native.node
 KERNEL := $(BUILD)/vmlinux
@@ -124,12 +124,13 @@ $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs: shim/loader/containerd-shim-kata-ts-
 
 ## install: the runtime under PREFIX (/opt/kata-ts), and containerd-shim-kata-ts-v2 and kata-ts on PATH
 ## (BINDIR, /usr/local/bin) from there; the installed runtime needs nothing from this checkout
-install: build kernel rootfs
+install: build kernel rootfs $(BUSYBOX_ROOTFS)
 	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/shim $(DESTDIR)$(BINDIR)
 	install -m 0644 $(SHIM_DIR)/shim.cjs $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs $(SHIM_DIR)/kata-ts.cjs $(SHIM_DIR)/cri-runtime-v1.json \
 		$(DESTDIR)$(PREFIX)/shim/
 	install -m 0755 $(SHIM_DIR)/kata_ts_native.node $(DESTDIR)$(PREFIX)/shim/
 	install -m 0644 $(KERNEL) $(BUILD)/vmlinux.config $(ROOTFS) shim/configuration.toml $(DESTDIR)$(PREFIX)/
+	rm -rf $(DESTDIR)$(PREFIX)/busybox-rootfs && cp -a $(BUILD)/busybox-rootfs $(DESTDIR)$(PREFIX)/ && rm $(DESTDIR)$(PREFIX)/busybox-rootfs/.stamp
 	$(call shim_wrapper,$(PREFIX),$(DESTDIR)$(PREFIX)/bin/containerd-shim-kata-ts-v2)
 	$(call kata_ts_wrapper,$(PREFIX),$(DESTDIR)$(PREFIX)/bin/kata-ts)
 	ln -sfn $(PREFIX)/bin/containerd-shim-kata-ts-v2 $(DESTDIR)$(BINDIR)/containerd-shim-kata-ts-v2
@@ -140,7 +141,7 @@ uninstall:
 	for cmd in containerd-shim-kata-ts-v2 kata-ts; do \
 		if [ "$$(readlink $(DESTDIR)$(BINDIR)/$$cmd)" = $(PREFIX)/bin/$$cmd ]; then rm -f $(DESTDIR)$(BINDIR)/$$cmd; fi; \
 	done
-	rm -rf $(DESTDIR)$(PREFIX)/shim
+	rm -rf $(DESTDIR)$(PREFIX)/shim $(DESTDIR)$(PREFIX)/busybox-rootfs
 	rm -f $(DESTDIR)$(PREFIX)/bin/containerd-shim-kata-ts-v2 $(DESTDIR)$(PREFIX)/bin/kata-ts \
 		$(addprefix $(DESTDIR)$(PREFIX)/,vmlinux vmlinux.config rootfs.img configuration.toml)
 	rmdir --ignore-fail-on-non-empty $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX) 2>/dev/null || true

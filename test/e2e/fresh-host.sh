@@ -56,4 +56,12 @@ for sock in /run/containerd/s/*; do echo "shim socket: $(stat -c %a "$sock")"; d
 ctr task rm --force fresh-2 >/dev/null
 ctr container rm fresh-2
 echo "shim sockets left: $(find /run/containerd/s -type s | wc -l)"
+
+# A CI job with the installed defaults: the runtime folder's busybox rootfs.
+set +e
+out=$("$bin/kata-ts" job run -- sh -c 'echo "job ran in $(uname -r)"' 2>/dev/null)
+job_code=$?
+set -e
+echo "job exit: $job_code"
+echo "job output: $out"
 if [ "$code" != 0 ]; then tail -n 40 "$dir/containerd.log" >&2; fi

@@ -32,7 +32,10 @@ describe('make install', () => {
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
   it('puts one runtime folder under the prefix, its shim on PATH, and no path into the checkout', () => {
-    expect(filesUnder(prefix).sort()).toEqual(
+    const files = filesUnder(prefix);
+    // The default root filesystem of `kata-ts job run`.
+    expect(files).toContain('busybox-rootfs/bin/sh');
+    expect(files.filter((f) => !f.startsWith('busybox-rootfs/')).sort()).toEqual(
       [
         'bin/containerd-shim-kata-ts-v2',
         'bin/kata-ts',
@@ -71,6 +74,8 @@ describe('make install', () => {
     expect(field('socket folder after')).toEqual(['700']);
     expect(field('shim socket')).toEqual(['600']);
     expect(field('shim sockets left')).toEqual(['0']);
+    expect(field('job exit')).toEqual(['0']);
+    expect(field('job output')[0]).toMatch(/^job ran in \S+-kata-ts$/);
   }, 300_000);
 
   it('is taken away whole by make uninstall', async () => {
