@@ -4,7 +4,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PrivateContainerd, REPO } from '../helpers/containerd.js';
@@ -116,6 +116,58 @@ describe('kata-ts job run', () => {
     } finally {
       server.close();
     }
+  });
+
+  it('with --network nat connects out through the host, never to the host’s loopback, and its NAT dies with a killed runner', async () => {
+    const hostAddress = Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a?.family === 'IPv4' && !a.internal)?.address;
+    expect(hostAddress, 'the host needs an address besides loopback').toBeDefined();
+    const loopbackOnly = net.createServer((s) => s.destroy());
+    const open = net.createServer((s) => s.end('hello from the host\n'));
+    let loopbackConnections = 0;
+    loopbackOnly.on('connection', () => loopbackConnections++);
+    await new Promise<void>((r) => loopbackOnly.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => open.listen(0, '0.0.0.0', r));
+    const lo = (loopbackOnly.address() as net.AddressInfo).port;
+    const port = (open.address() as net.AddressInfo).port;
+    try {
+      const probe = (host: string, p: number) => `nc -w 3 ${host} ${p} </dev/null >/dev/null && echo ${host}:${p} reached || echo ${host}:${p} unreachable`;
+      const script = [
+        'ip -4 -o addr show eth0 | grep -o "inet [0-9./]*"',
+        'cat /etc/resolv.conf',
+        `nc -w 3 ${hostAddress} ${port} </dev/null`,
+        probe('10.0.2.2', lo),
+        probe(hostAddress!, lo),
+        probe('10.0.2.2', port),
+      ].join('; ');
+      const r = await job(['--network', 'nat', '--', 'sh', '-c', script]);
+      expect(r.stdout).toBe(
+        [
+          'inet 10.0.2.100/24',
+          'nameserver 10.0.2.3',
+          'hello from the host',
+          `10.0.2.2:${lo} unreachable`,
+          `${hostAddress}:${lo} unreachable`,
+          `10.0.2.2:${port} unreachable`,
+          '',
+        ].join('\n'),
+      );
+      expect(r.code).toBe(0);
+      expect(loopbackConnections).toBe(0);
+    } finally {
+      loopbackOnly.close();
+      open.close();
+    }
+
+    let pid = 0;
+    const killed = job(['--network', 'nat', '--', 'sleep', '600'], { onSpawn: (p) => (pid = p) });
+    await eventually(() => sandboxProcesses().some((p) => /slirp4netns/.test(p.cmd)), 30_000);
+    process.kill(pid, 'SIGKILL');
+    await killed;
+    await eventually(() => !sandboxProcesses().some((p) => /slirp4netns|kata-ts-job-/.test(p.cmd)), 10_000);
+    expect(sandboxProcesses()).toEqual([]);
+    expect((await job(['--', 'true'])).code).toBe(0); // and the sweep removes the rest
   });
 
   it('shows a secret file in the guest only: it is in no output, log, report or JUnit file', async () => {

@@ -12,7 +12,7 @@ export function sandboxProcesses(): { pid: number; cmd: string }[] {
     } catch {
       continue;
     }
-    if (/qemu-system|virtiofsd|containerd-shim-kata-ts-v2/.test(cmd) && !/vitest/.test(cmd)) found.push({ pid: Number(name), cmd });
+    if (/qemu-system|virtiofsd|slirp4netns|containerd-shim-kata-ts-v2/.test(cmd) && !/vitest/.test(cmd)) found.push({ pid: Number(name), cmd });
   }
   return found;
 }

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyAnnotations, applyConfig, ConfigError, DEFAULT_ENABLED_ANNOTATIONS, loadConfig } from '../../shim/src/containerd/config.js';
+import { parseJobArgs } from '../../shim/src/job/options.js';
 import { DEFAULT_SETTINGS, type SandboxSettings } from '../../shim/src/sandbox/settings.js';
 
 const base: SandboxSettings = { ...DEFAULT_SETTINGS, kernelPath: '/k', imagePath: '/i' };
@@ -22,12 +23,30 @@ describe('configuration file', () => {
     expect(settings).toMatchObject({ agentChannel: 'serial', bootTimeoutMs: 45_000, debug: true, shutdownTimeoutMs: 1000 });
   });
 
+  it('keeps the [job] and [gitlab] sections apart from the sandbox settings', () => {
+    const loaded = applyConfig(
+      base,
+      {
+        job: { rootfs: '/r', cpus: 2, memory: 1024, timeout: 90, grace: 2.5, pids_limit: 64, network: 'nat', image: 'docker.io/library/alpine:3' },
+        gitlab: { image: 'docker.io/library/debian:12', namespace: 'ci', shell: 'bash' },
+      },
+      'test.toml',
+    );
+    expect(loaded.settings).toEqual(base);
+    expect(loaded.job).toEqual({ rootfs: '/r', cpus: 2, memoryMiB: 1024, timeoutMs: 90_000, graceMs: 2500, pidsLimit: 64, network: 'nat', image: 'docker.io/library/alpine:3' });
+    expect(loaded.gitlab).toEqual({ image: 'docker.io/library/debian:12', namespace: 'ci', shell: 'bash' });
+  });
+
   it.each([
     [{ hypervisor: { acel: 'tcg' } }, 'hypervisor.acel', /unknown key/],
     [{ hypervisor: { accel: 'hvf' } }, 'hypervisor.accel', /one of auto, kvm, tcg/],
     [{ hypervisor: { default_memory: '1G' } }, 'hypervisor.default_memory', /must be a number/],
     [{ hypervisor: { default_memory: 16 } }, 'hypervisor.default_memory', /at least 64/],
     [{ agent: 'serial' }, 'agent', /must be a table/],
+    [{ job: { network: 'host' } }, 'job.network', /one of none, nat/],
+    [{ job: { memory: '2g' } }, 'job.memory', /must be a number/],
+    [{ job: { cpu: 2 } }, 'job.cpu', /unknown key/],
+    [{ gitlab: { shell: 1 } }, 'gitlab.shell', /must be a string/],
     [{ runtime: { enable_annotations: ['hypervisor.nope'] } }, 'runtime.enable_annotations', /not a key/],
   ])('rejects %j naming the key', (doc, key, message) => {
     let err: unknown;
@@ -77,6 +96,8 @@ describe('the shipped configuration file', () => {
     const shipped = loadConfig(base, join(import.meta.dirname, '../../shim/configuration.toml'));
     expect(shipped.settings).toEqual(base);
     expect(shipped.enabledAnnotations).toEqual(DEFAULT_ENABLED_ANNOTATIONS);
+    const args = ['--', 'true'];
+    expect(parseJobArgs(args, { rootfs: '/r', ...shipped.job })).toEqual(parseJobArgs(args, { rootfs: '/r' }));
   });
 });
 

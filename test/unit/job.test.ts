@@ -1,7 +1,7 @@
 // The pure parts of `kata-ts job run`: its options, its report and JUnit file, its spec.
 import { describe, expect, it } from 'vitest';
 import { jobSpec, mergeEnv } from '../../shim/src/job/job-spec.js';
-import { parseDuration, parseJobArgs, parseSizeMiB } from '../../shim/src/job/options.js';
+import { configPathOf, optionsPart, parseDuration, parseJobArgs, parseSizeMiB } from '../../shim/src/job/options.js';
 import { buildReport, renderJunit, xmlText } from '../../shim/src/job/report.js';
 
 const parse = (args: string[]) => parseJobArgs(args, { rootfs: '/default/rootfs' });
@@ -19,6 +19,23 @@ describe('job options', () => {
     const o = parse(['--workspace', '/w', '--copy-workspace', '--artifact', 'dist', '--artifact', 'out/x', '--cpus', '2', '--memory', '1g', '--timeout', '10m', '--pids-limit', '100', '-e', 'A=1', '--env', 'B=x=y', '--secret', 'tok=/s/t', '--report', '/r.json', '--junit', '/j.xml', '--', 'make', 'test']);
     expect(o).toMatchObject({ command: ['make', 'test'], rootfs: '/default/rootfs', workspace: '/w', copyWorkspace: true, artifacts: ['dist', 'out/x'], cpus: 2, memoryMiB: 1024, timeoutMs: 600_000, pidsLimit: 100, env: ['A=1', 'B=x=y'], network: 'none', reportPath: '/r.json', junitPath: '/j.xml', name: 'make test' });
     expect([...o.secrets]).toEqual([['tok', '/s/t']]);
+  });
+
+  it('takes its defaults from the [job] section, the options over them', () => {
+    const defaults = { rootfs: '/default/rootfs', cpus: 2, memoryMiB: 512, timeoutMs: 60_000, graceMs: 1000, pidsLimit: 10, network: 'nat' as const, image: 'docker.io/library/alpine:3', containerd: '/c.sock', namespace: 'ci' };
+    expect(parseJobArgs(['--', 'true'], defaults)).toMatchObject({ cpus: 2, memoryMiB: 512, timeoutMs: 60_000, graceMs: 1000, pidsLimit: 10, network: 'nat', image: 'docker.io/library/alpine:3', containerd: { address: '/c.sock', namespace: 'ci' } });
+    const o = parseJobArgs(['--cpus', '1', '--memory', '1g', '--timeout', '5s', '--grace', '2s', '--pids-limit', '5', '--network', 'none', '--rootfs', '/mine', '--', 'true'], defaults);
+    expect(o).toMatchObject({ cpus: 1, memoryMiB: 1024, timeoutMs: 5000, graceMs: 2000, pidsLimit: 5, network: 'none', rootfs: '/mine' });
+    // A root filesystem given on the command line wins over the configured image.
+    expect(o.image).toBeUndefined();
+  });
+
+  it('reads --config and its own options only before --', () => {
+    expect(configPathOf(['--config', '/a.toml', '--', 'x'])).toBe('/a.toml');
+    expect(configPathOf(['--config=/b.toml', '--', 'x'])).toBe('/b.toml');
+    expect(configPathOf(['--', 'tool', '--config', '/not-ours'])).toBeUndefined();
+    expect(optionsPart(['--debug', '--', 'make', '--help'])).toEqual(['--debug']);
+    expect(parse(['--network', 'nat', '--', 'true']).network).toBe('nat');
   });
 
   it('names the option that is wrong', () => {
@@ -74,5 +91,11 @@ describe('job spec', () => {
     expect(spec.mounts.find((m) => m.destination === '/run/secrets')?.options).toContain('ro');
     expect(spec.linux.resources.memory.limit).toBe(64 << 20);
     expect(spec.linux.resources.pids.limit).toBe(50);
+    expect(spec.mounts.find((m) => m.destination === '/etc/resolv.conf')).toBeUndefined();
+  });
+
+  it('shows a job with a network its own resolv.conf, read-only', () => {
+    const spec = jobSpec({ command: ['true'], env: [], resolvConfSource: '/job/resolv.conf' }) as { mounts: { destination: string; source: string; options: string[] }[] };
+    expect(spec.mounts.find((m) => m.destination === '/etc/resolv.conf')).toMatchObject({ source: '/job/resolv.conf', options: expect.arrayContaining(['ro']) });
   });
 });

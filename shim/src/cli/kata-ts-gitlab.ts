@@ -3,10 +3,15 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { SHIM_VERSION } from '../containerd/version.js';
+import { DEFAULT_CONFIG_PATH, loadConfig } from '../containerd/config.js';
+import { defaultShimSettings, SHIPPED_CONFIG_PATH } from '../containerd/shim-settings.js';
 import { DEFAULT_CONTAINERD } from '../job/options.js';
 import { cleanup, configJson, DriverError, failureCodes, prepare, runStage, type DriverSettings } from '../gitlab/driver.js';
 
 export const GITLAB_USAGE = '  gitlab config|prepare|run SCRIPT STAGE|cleanup                    a GitLab Runner custom executor (kata-ts gitlab --help)';
+
+const DEFAULT_NAMESPACE = 'kata-ts-gitlab';
+const DEFAULT_IMAGE = 'docker.io/library/kata-ts-busybox:latest';
 
 const HELP = `usage: kata-ts gitlab STAGE [OPTIONS]
 A GitLab Runner custom executor: each job gets its own VM, held by containerd
@@ -16,8 +21,9 @@ from prepare to cleanup, and every stage's script runs in it.
   run SCRIPT STAGE         feeds SCRIPT to the shell in the VM; exits BUILD_FAILURE_EXIT_CODE when
                            it fails, SYSTEM_FAILURE_EXIT_CODE when the VM is gone
   cleanup                  removes the job's VM, whatever happened before
-options: --containerd SOCKET (${DEFAULT_CONTAINERD}), --namespace NS (kata-ts-gitlab),
-         --image REF (docker.io/library/kata-ts-busybox:latest), --shell SH (sh)`;
+options: --containerd SOCKET (${DEFAULT_CONTAINERD}), --namespace NS (${DEFAULT_NAMESPACE}),
+         --image REF (${DEFAULT_IMAGE}), --shell SH (sh),
+         --config FILE (/etc/kata-ts/configuration.toml): its [gitlab] section gives defaults for the others`;
 
 export async function gitlabCommand(argv: string[]): Promise<number> {
   const codes = failureCodes(process.env);
@@ -27,10 +33,11 @@ export async function gitlabCommand(argv: string[]): Promise<number> {
       args: argv,
       allowPositionals: true,
       options: {
-        containerd: { type: 'string', default: DEFAULT_CONTAINERD },
-        namespace: { type: 'string', default: 'kata-ts-gitlab' },
-        image: { type: 'string', default: 'docker.io/library/kata-ts-busybox:latest' },
-        shell: { type: 'string', default: 'sh' },
+        containerd: { type: 'string' },
+        namespace: { type: 'string' },
+        image: { type: 'string' },
+        shell: { type: 'string' },
+        config: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -44,8 +51,13 @@ export async function gitlabCommand(argv: string[]): Promise<number> {
     return stage === undefined && !parsed.values.help ? 2 : 0;
   }
   const v = parsed.values;
-  const s: DriverSettings = { containerd: { address: v.containerd, namespace: v.namespace }, defaultImage: v.image, shell: v.shell };
   try {
+    const d = loadConfig(defaultShimSettings(false), v.config, [DEFAULT_CONFIG_PATH, SHIPPED_CONFIG_PATH]).gitlab;
+    const s: DriverSettings = {
+      containerd: { address: v.containerd ?? d.containerd ?? DEFAULT_CONTAINERD, namespace: v.namespace ?? d.namespace ?? DEFAULT_NAMESPACE },
+      defaultImage: v.image ?? d.image ?? DEFAULT_IMAGE,
+      shell: v.shell ?? d.shell ?? 'sh',
+    };
     switch (stage) {
       case 'config':
         process.stdout.write(`${configJson(SHIM_VERSION.replace(/^kata-ts /, ''), hostname())}\n`);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createLogger } from '../../../common/log.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../containerd/config.js';
 import { defaultShimSettings, RUNTIME_ROOT, SHIPPED_CONFIG_PATH } from '../containerd/shim-settings.js';
-import { DEFAULT_CONTAINERD, DEFAULT_LAYER_CACHE, JobUsageError, NETWORK_MODES, parseJobArgs } from '../job/options.js';
+import { configPathOf, optionsPart, DEFAULT_CONTAINERD, DEFAULT_LAYER_CACHE, JobUsageError, parseJobArgs } from '../job/options.js';
 import { EXIT_RUNTIME_FAILURE, EXIT_TIMED_OUT, renderJunit, type JobReport } from '../job/report.js';
 import { GUEST_OVERHEAD_MIB, runJob } from '../job/run-job.js';
 
@@ -33,13 +33,16 @@ caps
   --memory SIZE          the job's memory cap (512m, 2g); the VM gets ${GUEST_OVERHEAD_MIB} MiB more for the guest
   --pids-limit N         how many processes the job may have at once
   --timeout DURATION     wall-clock bound (90s, 10m, 1h): SIGTERM, then the VM is killed after --grace (10s)
-  --network MODE         ${NETWORK_MODES.join(', ')}: loopback only (the default); nothing on the host is reachable
+  --network MODE         none: loopback only (the default), nothing outside the VM is reachable;
+                         nat: outbound TCP/UDP through user-mode NAT on the host (slirp4netns), DNS at 10.0.2.3;
+                         the host's loopback (10.0.2.2, 127.0.0.1) stays out of reach, its other addresses do not
 what it tells
   --report FILE          a JSON report: outcome, exit status, timed out, OOM-killed, phase times, peak memory, CPU time
   --junit FILE           a JUnit XML file with one test case, the job
   --log FILE             the job's output (stdout and stderr) also goes here
   --name NAME            the job's name in the report and the JUnit file (default: the command)
-  --config FILE          the configuration file (default: /etc/kata-ts/configuration.toml, else the shipped one)
+  --config FILE          the configuration file (default: /etc/kata-ts/configuration.toml, else the shipped one);
+                         its [job] section gives defaults for these options (docs/configuration.md)
   --debug                debug logs of the runtime on stderr
 
 exit status: the job's own (128+N for signal N); ${EXIT_TIMED_OUT} when the timeout hit; ${EXIT_RUNTIME_FAILURE} when kata-ts
@@ -64,7 +67,7 @@ function summary(r: JobReport, missing: string[]): string {
 
 export async function jobCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub === undefined || sub === '-h' || sub === '--help' || rest.includes('--help') || rest.includes('-h')) {
+  if (sub === undefined || sub === '-h' || sub === '--help' || optionsPart(rest).includes('--help') || optionsPart(rest).includes('-h')) {
     process.stdout.write(`${HELP}\n`);
     return sub === undefined ? 2 : 0;
   }
@@ -75,8 +78,9 @@ export async function jobCommand(argv: string[]): Promise<number> {
   let options;
   let settings;
   try {
-    options = parseJobArgs(rest, { rootfs: join(RUNTIME_ROOT, 'busybox-rootfs') });
-    settings = loadConfig(defaultShimSettings(options.debug), options.configPath, [DEFAULT_CONFIG_PATH, SHIPPED_CONFIG_PATH]).settings;
+    const config = loadConfig(defaultShimSettings(optionsPart(rest).includes('--debug')), configPathOf(rest), [DEFAULT_CONFIG_PATH, SHIPPED_CONFIG_PATH]);
+    options = parseJobArgs(rest, { rootfs: join(RUNTIME_ROOT, 'busybox-rootfs'), ...config.job });
+    settings = config.settings;
   } catch (err) {
     process.stderr.write(`kata-ts job: ${(err as Error).message}${err instanceof JobUsageError ? '\n(kata-ts job --help)' : ''}\n`);
     return EXIT_RUNTIME_FAILURE;

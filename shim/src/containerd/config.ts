@@ -59,10 +59,61 @@ export const KEYS: Record<string, KeySpec> = {
   'runtime.enable_annotations': { kind: 'strings', apply: () => undefined },
 };
 
+/** Defaults of `kata-ts job run`, from the [job] section; its options override them. */
+export interface JobDefaults {
+  rootfs?: string;
+  image?: string;
+  layerCache?: string;
+  containerd?: string;
+  namespace?: string;
+  cpus?: number;
+  memoryMiB?: number;
+  timeoutMs?: number;
+  graceMs?: number;
+  pidsLimit?: number;
+  network?: 'none' | 'nat';
+}
+
+/** Defaults of `kata-ts gitlab`, from the [gitlab] section; its options override them. */
+export interface GitlabDefaults {
+  image?: string;
+  containerd?: string;
+  namespace?: string;
+  shell?: string;
+}
+
+interface ToolDefaults {
+  job: JobDefaults;
+  gitlab: GitlabDefaults;
+}
+
+interface ToolKeySpec extends Omit<KeySpec, 'apply'> {
+  apply: (d: ToolDefaults, v: never) => void;
+}
+
+/** Keys of the command-line tools' sections; annotations cannot set these. */
+export const TOOL_KEYS: Record<string, ToolKeySpec> = {
+  'job.rootfs': { kind: 'string', apply: (d, v: string) => (d.job.rootfs = v) },
+  'job.image': { kind: 'string', apply: (d, v: string) => (d.job.image = v) },
+  'job.layer_cache': { kind: 'string', apply: (d, v: string) => (d.job.layerCache = v) },
+  'job.containerd': { kind: 'string', apply: (d, v: string) => (d.job.containerd = v) },
+  'job.namespace': { kind: 'string', apply: (d, v: string) => (d.job.namespace = v) },
+  'job.cpus': { kind: 'number', min: 1, integer: true, apply: (d, v: number) => (d.job.cpus = v) },
+  'job.memory': { kind: 'number', min: 64, integer: true, apply: (d, v: number) => (d.job.memoryMiB = v) },
+  'job.timeout': { kind: 'number', min: 0.001, apply: (d, v: number) => (d.job.timeoutMs = Math.round(secs(v))) },
+  'job.grace': { kind: 'number', min: 0.001, apply: (d, v: number) => (d.job.graceMs = Math.round(secs(v))) },
+  'job.pids_limit': { kind: 'number', min: 1, integer: true, apply: (d, v: number) => (d.job.pidsLimit = v) },
+  'job.network': { kind: 'string', oneOf: ['none', 'nat'], apply: (d, v: 'none') => (d.job.network = v) },
+  'gitlab.image': { kind: 'string', apply: (d, v: string) => (d.gitlab.image = v) },
+  'gitlab.containerd': { kind: 'string', apply: (d, v: string) => (d.gitlab.containerd = v) },
+  'gitlab.namespace': { kind: 'string', apply: (d, v: string) => (d.gitlab.namespace = v) },
+  'gitlab.shell': { kind: 'string', apply: (d, v: string) => (d.gitlab.shell = v) },
+};
+
 /** Keys annotations may override unless the file says otherwise. */
 export const DEFAULT_ENABLED_ANNOTATIONS = ['hypervisor.default_vcpus', 'hypervisor.default_memory'];
 
-function checkValue(key: string, spec: KeySpec, value: unknown): unknown {
+function checkValue(key: string, spec: Omit<KeySpec, 'apply'>, value: unknown): unknown {
   const bad = (what: string) => new ConfigError(key, `${what} (got ${JSON.stringify(value)})`);
   switch (spec.kind) {
     case 'string':
@@ -85,7 +136,7 @@ function checkValue(key: string, spec: KeySpec, value: unknown): unknown {
   }
 }
 
-export interface LoadedConfig {
+export interface LoadedConfig extends ToolDefaults {
   settings: SandboxSettings;
   enabledAnnotations: string[];
   source: string;
@@ -94,11 +145,17 @@ export interface LoadedConfig {
 /** Applies a parsed TOML document over `base`. */
 export function applyConfig(base: SandboxSettings, doc: Record<string, unknown>, source: string): LoadedConfig {
   const settings = structuredClone(base);
+  const tools: ToolDefaults = { job: {}, gitlab: {} };
   let enabledAnnotations = DEFAULT_ENABLED_ANNOTATIONS;
   for (const [section, table] of Object.entries(doc)) {
     if (typeof table !== 'object' || table === null || Array.isArray(table)) throw new ConfigError(section, 'must be a table ([section])');
     for (const [name, value] of Object.entries(table)) {
       const key = `${section}.${name}`;
+      const tool = TOOL_KEYS[key];
+      if (tool) {
+        tool.apply(tools, checkValue(key, tool, value) as never);
+        continue;
+      }
       const spec = KEYS[key];
       if (!spec) throw new ConfigError(key, 'unknown key');
       const checked = checkValue(key, spec, value);
@@ -109,7 +166,7 @@ export function applyConfig(base: SandboxSettings, doc: Record<string, unknown>,
       spec.apply(settings, checked as never);
     }
   }
-  return { settings, enabledAnnotations, source };
+  return { settings, ...tools, enabledAnnotations, source };
 }
 
 /**
@@ -120,7 +177,7 @@ export function applyConfig(base: SandboxSettings, doc: Record<string, unknown>,
  */
 export function loadConfig(base: SandboxSettings, explicitPath?: string, fallbacks: readonly string[] = [DEFAULT_CONFIG_PATH]): LoadedConfig {
   const path = explicitPath || process.env.KATA_TS_CONFIG || (fallbacks.find((p) => existsSync(p)) ?? '');
-  if (!path) return { settings: base, enabledAnnotations: DEFAULT_ENABLED_ANNOTATIONS, source: 'defaults' };
+  if (!path) return { settings: base, job: {}, gitlab: {}, enabledAnnotations: DEFAULT_ENABLED_ANNOTATIONS, source: 'defaults' };
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

@@ -2,6 +2,7 @@
 // input costs nothing and says which option is wrong.
 import { parseArgs } from 'node:util';
 import { isAbsolute, normalize } from 'node:path';
+import type { JobDefaults } from '../containerd/config.js';
 import type { ContainerdTarget } from './ctr.js';
 
 export class JobUsageError extends Error {
@@ -11,8 +12,9 @@ export class JobUsageError extends Error {
   }
 }
 
-export type NetworkMode = 'none';
-export const NETWORK_MODES: readonly NetworkMode[] = ['none'];
+/** none: loopback only. nat: outbound connections through user-mode NAT, never to the host's loopback. */
+export type NetworkMode = 'none' | 'nat';
+export const NETWORK_MODES: readonly NetworkMode[] = ['none', 'nat'];
 
 export interface JobOptions {
   command: string[];
@@ -89,7 +91,25 @@ const SECRET_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 export const DEFAULT_LAYER_CACHE = '/var/cache/kata-ts/layers';
 export const DEFAULT_CONTAINERD = '/run/containerd/containerd.sock';
 
-export function parseJobArgs(argv: string[], defaults: { rootfs: string; layerCache?: string }): JobOptions {
+/** The arguments before `--`: what follows is the job's command, never an option of ours. */
+export function optionsPart(argv: string[]): string[] {
+  const end = argv.indexOf('--');
+  return end < 0 ? argv : argv.slice(0, end);
+}
+
+/** The file --config names, looked for before the rest is parsed: its [job] section gives the defaults. */
+export function configPathOf(argv: string[]): string | undefined {
+  const options = optionsPart(argv);
+  let found: string | undefined;
+  options.forEach((a, i) => {
+    if (a === '--config') found = options[i + 1];
+    else if (a.startsWith('--config=')) found = a.slice('--config='.length);
+  });
+  return found;
+}
+
+/** Options over `defaults` (the configuration's [job] section, and the runtime's rootfs). */
+export function parseJobArgs(argv: string[], defaults: JobDefaults & { rootfs: string }): JobOptions {
   let parsed;
   try {
     parsed = parseArgs({
@@ -99,8 +119,8 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string; layerCa
         rootfs: { type: 'string' },
         'image-tar': { type: 'string' },
         image: { type: 'string' },
-        containerd: { type: 'string', default: DEFAULT_CONTAINERD },
-        namespace: { type: 'string', default: 'default' },
+        containerd: { type: 'string' },
+        namespace: { type: 'string' },
         'layer-cache': { type: 'string' },
         workspace: { type: 'string' },
         'copy-workspace': { type: 'boolean', default: false },
@@ -112,7 +132,7 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string; layerCa
         'pids-limit': { type: 'string' },
         env: { type: 'string', short: 'e', multiple: true, default: [] },
         secret: { type: 'string', multiple: true, default: [] },
-        network: { type: 'string', default: 'none' },
+        network: { type: 'string' },
         report: { type: 'string' },
         junit: { type: 'string' },
         log: { type: 'string' },
@@ -126,9 +146,11 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string; layerCa
   }
   const v = parsed.values;
   if (parsed.positionals.length === 0) throw new JobUsageError('no command given (kata-ts job run [options] -- COMMAND [ARG…])');
-  if (!NETWORK_MODES.includes(v.network as NetworkMode))
-    throw new JobUsageError(`--network ${JSON.stringify(v.network)}: the modes are ${NETWORK_MODES.join(', ')} (loopback only)`);
-  if ([v.rootfs, v['image-tar'], v.image].filter((x) => x !== undefined).length > 1) throw new JobUsageError('--rootfs, --image-tar and --image each name the root filesystem: give one');
+  const network = v.network ?? defaults.network ?? 'none';
+  if (!NETWORK_MODES.includes(network as NetworkMode))
+    throw new JobUsageError(`--network ${JSON.stringify(network)}: the modes are none (loopback only) and nat (outbound through user-mode NAT)`);
+  const given = [v.rootfs, v['image-tar'], v.image].filter((x) => x !== undefined).length;
+  if (given > 1) throw new JobUsageError('--rootfs, --image-tar and --image each name the root filesystem: give one');
   if (v['copy-workspace'] && !v.workspace) throw new JobUsageError('--copy-workspace needs --workspace');
   if (v.artifact.length > 0 && !v.workspace) throw new JobUsageError('--artifact needs --workspace');
   for (const e of v.env) if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e)) throw new JobUsageError(`--env ${JSON.stringify(e)}: must be NAME=VALUE`);
@@ -144,24 +166,28 @@ export function parseJobArgs(argv: string[], defaults: { rootfs: string; layerCa
     command: parsed.positionals,
     rootfs: v.rootfs ?? defaults.rootfs,
     layerCache: v['layer-cache'] ?? defaults.layerCache ?? DEFAULT_LAYER_CACHE,
-    containerd: { address: v.containerd, namespace: v.namespace },
+    containerd: { address: v.containerd ?? defaults.containerd ?? DEFAULT_CONTAINERD, namespace: v.namespace ?? defaults.namespace ?? 'default' },
     copyWorkspace: v['copy-workspace'],
     artifacts: v.artifact.map(artifactPath),
-    graceMs: v.grace === undefined ? 10_000 : parseDuration(v.grace, '--grace'),
+    graceMs: v.grace === undefined ? (defaults.graceMs ?? 10_000) : parseDuration(v.grace, '--grace'),
     env: v.env,
     secrets,
-    network: v.network as NetworkMode,
+    network: network as NetworkMode,
     name: v.name ?? parsed.positionals.join(' ').slice(0, 200),
     debug: v.debug,
   };
   if (v.workspace !== undefined) options.workspace = v.workspace;
   if (v['image-tar'] !== undefined) options.imageTar = v['image-tar'];
-  if (v.image !== undefined) options.image = v.image;
-  const cpus = positiveInteger(v.cpus, '--cpus');
+  // The configured image stands in only when the options name no root filesystem at all.
+  const image = v.image ?? (given === 0 ? defaults.image : undefined);
+  if (image !== undefined) options.image = image;
+  const cpus = positiveInteger(v.cpus, '--cpus') ?? defaults.cpus;
   if (cpus !== undefined) options.cpus = cpus;
-  if (v.memory !== undefined) options.memoryMiB = parseSizeMiB(v.memory, '--memory');
-  if (v.timeout !== undefined) options.timeoutMs = parseDuration(v.timeout, '--timeout');
-  const pids = positiveInteger(v['pids-limit'], '--pids-limit');
+  const memoryMiB = v.memory !== undefined ? parseSizeMiB(v.memory, '--memory') : defaults.memoryMiB;
+  if (memoryMiB !== undefined) options.memoryMiB = memoryMiB;
+  const timeoutMs = v.timeout !== undefined ? parseDuration(v.timeout, '--timeout') : defaults.timeoutMs;
+  if (timeoutMs !== undefined) options.timeoutMs = timeoutMs;
+  const pids = positiveInteger(v['pids-limit'], '--pids-limit') ?? defaults.pidsLimit;
   if (pids !== undefined) options.pidsLimit = pids;
   if (v.report !== undefined) options.reportPath = v.report;
   if (v.junit !== undefined) options.junitPath = v.junit;

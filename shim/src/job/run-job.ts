@@ -17,6 +17,8 @@ import { SandboxDeadError } from '../sandbox/errors.js';
 import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxSettings } from '../sandbox/settings.js';
 import { jobSpec } from './job-spec.js';
+import { networkModeProblem, startJobNat, writeResolvConf } from './job-network.js';
+import type { UserNat } from '../network/user-nat.js';
 import type { JobOptions } from './options.js';
 import { buildReport, type JobFacts, type JobReport } from './report.js';
 import type { ContainerStats } from '../../../proto/gen/agent.js';
@@ -55,13 +57,15 @@ async function isFolder(path: string): Promise<boolean> {
 }
 
 /** Fails before any VM boots when what the job names is not there. */
-async function checkInputs(o: JobOptions): Promise<void> {
+async function checkInputs(o: JobOptions, settings: SandboxSettings): Promise<void> {
   if (o.imageTar === undefined && o.image === undefined && !(await isFolder(o.rootfs))) throw new RuntimeFailure(`the job's root filesystem ${o.rootfs} is not a folder`);
   if (o.workspace !== undefined && !(await isFolder(o.workspace))) throw new RuntimeFailure(`--workspace ${o.workspace} is not a folder`);
   for (const [name, file] of o.secrets) {
     const s = await stat(file).catch(() => undefined);
     if (!s?.isFile()) throw new RuntimeFailure(`--secret ${name}: ${file} is not a readable file`);
   }
+  const network = await networkModeProblem(o.network, settings);
+  if (network) throw new RuntimeFailure(network);
 }
 
 interface JobSources {
@@ -69,6 +73,7 @@ interface JobSources {
   rootfs: string;
   workspaceSource?: string;
   secretsSource?: string;
+  resolvConfSource?: string;
 }
 
 /** The job's own folder, 0700, marked with this runner's pid so a sweep can tell whether it is alive. */
@@ -89,6 +94,7 @@ async function prepareJobDir(o: JobOptions, dir: string, lowerDirs: string[]): P
       await cp(o.workspace, out.workspaceSource, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
     } else out.workspaceSource = o.workspace;
   }
+  if (o.network !== 'none') out.resolvConfSource = await writeResolvConf(dir);
   if (o.secrets.size > 0) {
     out.secretsSource = join(dir, 'secrets');
     await mkdir(out.secretsSource, { mode: 0o700 });
@@ -183,6 +189,7 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
   };
   const jobDir = jobDirOf(settings, id);
   let sandbox: Sandbox | undefined;
+  let nat: UserNat | undefined;
   let missingArtifacts: string[] = [];
   let sources: Partial<JobSources> = {};
   let phaseStart = performance.now();
@@ -192,7 +199,7 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
     phaseStart = now;
   };
   try {
-    await checkInputs(o);
+    await checkInputs(o, settings);
     await ensureRunRoot(settings);
     await sweepDeadJobs(settings, log);
     await makeJobDir(jobDir);
@@ -207,7 +214,9 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
     phaseStart = performance.now();
     sources = prepared;
     const { rootfs, ...shared } = prepared;
-    sandbox = await Sandbox.start(id, settings, log, { signal: interrupted, dieWithOwner: true });
+    // With a network, the VMM gets a namespace of its own where the NAT's interface then appears.
+    sandbox = await Sandbox.start(id, settings, log, { signal: interrupted, dieWithOwner: true, lateNetwork: o.network === 'nat' });
+    if (o.network === 'nat') nat = await startJobNat(sandbox.vm.pid!, log);
     facts.accel = sandbox.timeline.accel;
     endPhase('boot');
     const spec = jobSpec({
@@ -229,6 +238,7 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
   } finally {
     await sandbox?.removeContainer(CONTAINER, true).catch(() => undefined);
     await sandbox?.stop().catch((err: Error) => log.error('cannot stop the job sandbox', { error: err.message }));
+    await nat?.stop();
     missingArtifacts = await bringBackArtifacts(o, sources.workspaceSource).catch((err: Error) => {
       facts.runtimeError ??= `cannot bring the artifacts back: ${err.message}`;
       return o.artifacts;
