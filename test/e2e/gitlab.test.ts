@@ -4,7 +4,8 @@
 // exit codes, against a private containerd.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import net from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, BUSYBOX_IMAGE_TAR, PrivateContainerd, REPO } from '../helpers/containerd.js';
@@ -95,6 +96,29 @@ describe('kata-ts gitlab (custom executor)', () => {
       expect(step.stderr).toContain('the job’s VM is gone'.replace('’', "'"));
     } finally {
       expect((await driver(2, ['cleanup'])).code).toBe(0);
+    }
+  });
+
+  it('with --network nat, a job reaches a server on the host’s address (as get_sources reaches GitLab), never the host’s loopback', async () => {
+    const hostAddress = Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a?.family === 'IPv4' && !a.internal)?.address;
+    expect(hostAddress, 'the host needs an address besides loopback').toBeDefined();
+    const open = net.createServer((c) => c.end('hello from the host\n'));
+    const loopbackOnly = net.createServer((c) => c.destroy());
+    await new Promise<void>((r) => open.listen(0, '0.0.0.0', r));
+    await new Promise<void>((r) => loopbackOnly.listen(0, '127.0.0.1', r));
+    const port = (open.address() as net.AddressInfo).port;
+    const lo = (loopbackOnly.address() as net.AddressInfo).port;
+    try {
+      expect((await driver(4, ['prepare', '--network', 'nat'])).code).toBe(0);
+      const body = `cat /etc/resolv.conf\nnc -w 3 ${hostAddress} ${port} </dev/null\nnc -w 3 10.0.2.2 ${lo} </dev/null || echo loopback unreachable`;
+      const r = await driver(4, ['run', scriptFile(body), 'get_sources']);
+      expect([r.code, r.stdout]).toEqual([0, 'nameserver 10.0.2.3\nhello from the host\nloopback unreachable\n']);
+    } finally {
+      expect((await driver(4, ['cleanup'])).code).toBe(0);
+      open.close();
+      loopbackOnly.close();
     }
   });
 

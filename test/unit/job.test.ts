@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { jobSpec, mergeEnv } from '../../shim/src/job/job-spec.js';
 import { configPathOf, optionsPart, parseDuration, parseJobArgs, parseSizeMiB } from '../../shim/src/job/options.js';
 import { buildReport, renderJunit, xmlText } from '../../shim/src/job/report.js';
+import { jobSettings } from '../../shim/src/job/run-job.js';
+import { DEFAULT_SETTINGS } from '../../shim/src/sandbox/settings.js';
 
 const parse = (args: string[]) => parseJobArgs(args, { rootfs: '/default/rootfs' });
 
@@ -91,11 +93,11 @@ describe('job spec', () => {
     expect(spec.mounts.find((m) => m.destination === '/run/secrets')?.options).toContain('ro');
     expect(spec.linux.resources.memory.limit).toBe(64 << 20);
     expect(spec.linux.resources.pids.limit).toBe(50);
-    expect(spec.mounts.find((m) => m.destination === '/etc/resolv.conf')).toBeUndefined();
   });
 
-  it('shows a job with a network its own resolv.conf, read-only', () => {
-    const spec = jobSpec({ command: ['true'], env: [], resolvConfSource: '/job/resolv.conf' }) as { mounts: { destination: string; source: string; options: string[] }[] };
-    expect(spec.mounts.find((m) => m.destination === '/etc/resolv.conf')).toMatchObject({ source: '/job/resolv.conf', options: expect.arrayContaining(['ro']) });
+  it('asks the sandbox for user-mode NAT with --network nat only', () => {
+    const base = { ...DEFAULT_SETTINGS, kernelPath: '/k', imagePath: '/i' };
+    expect(jobSettings(base, parse(['--network', 'nat', '--', 'true'])).userNat).toBe(true);
+    expect(jobSettings({ ...base, userNat: true }, parse(['--', 'true'])).userNat).toBe(false);
   });
 });

@@ -23,7 +23,14 @@ from prepare to cleanup, and every stage's script runs in it.
   cleanup                  removes the job's VM, whatever happened before
 options: --containerd SOCKET (${DEFAULT_CONTAINERD}), --namespace NS (${DEFAULT_NAMESPACE}),
          --image REF (${DEFAULT_IMAGE}), --shell SH (sh),
+         --network none|nat (none): nat gives the job outbound connections (get_sources clones
+           over it) through user-mode NAT on the host, never to the host's loopback,
          --config FILE (/etc/kata-ts/configuration.toml): its [gitlab] section gives defaults for the others`;
+
+function gitlabNetwork(mode: string): 'none' | 'nat' {
+  if (mode !== 'none' && mode !== 'nat') throw new DriverError(`--network ${JSON.stringify(mode)}: the modes are none and nat`);
+  return mode;
+}
 
 export async function gitlabCommand(argv: string[]): Promise<number> {
   const codes = failureCodes(process.env);
@@ -37,6 +44,7 @@ export async function gitlabCommand(argv: string[]): Promise<number> {
         namespace: { type: 'string' },
         image: { type: 'string' },
         shell: { type: 'string' },
+        network: { type: 'string' },
         config: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -57,6 +65,7 @@ export async function gitlabCommand(argv: string[]): Promise<number> {
       containerd: { address: v.containerd ?? d.containerd ?? DEFAULT_CONTAINERD, namespace: v.namespace ?? d.namespace ?? DEFAULT_NAMESPACE },
       defaultImage: v.image ?? d.image ?? DEFAULT_IMAGE,
       shell: v.shell ?? d.shell ?? 'sh',
+      network: gitlabNetwork(v.network ?? d.network ?? 'none'),
     };
     switch (stage) {
       case 'config':

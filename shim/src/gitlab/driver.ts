@@ -19,7 +19,12 @@ export interface DriverSettings {
   defaultImage: string;
   /** The shell each stage's script is fed to. */
   shell: string;
+  /** none: loopback only; nat: outbound through user-mode NAT (git clone, dependencies). */
+  network: 'none' | 'nat';
 }
+
+/** Asks the shim for user-mode NAT on a task that no CNI gives a network. */
+export const USER_NAT_ANNOTATION = 'io.katacontainers.config.runtime.user_nat=true';
 
 /** The exit codes the runner gave us, and what we fall back to without them. */
 export function failureCodes(env: NodeJS.ProcessEnv): { build: number; system: number } {
@@ -68,7 +73,8 @@ export async function prepare(s: DriverSettings, env: NodeJS.ProcessEnv, log: (l
   // A leftover of an earlier attempt of this job would make the name taken.
   await cleanup(s, env);
   log(`kata-ts: starting a VM for job ${env.CUSTOM_ENV_CI_JOB_ID} from ${image}`);
-  const r = await ctr(s, ['run', '-d', '--runtime', KATA_RUNTIME, image, id, 'sh', '-c', `mkdir -p ${BUILDS_DIR} ${CACHE_DIR} && exec sleep 2147483647`]);
+  const network = s.network === 'nat' ? ['--annotation', USER_NAT_ANNOTATION] : [];
+  const r = await ctr(s, ['run', '-d', '--runtime', KATA_RUNTIME, ...network, image, id, 'sh', '-c', `mkdir -p ${BUILDS_DIR} ${CACHE_DIR} && exec sleep 2147483647`]);
   if (!r.ok) throw new DriverError(`cannot start the job's VM from ${image}: ${r.stderr}`);
   if ((await taskStatus(s, id)) !== 'RUNNING') throw new DriverError(`the job's VM did not stay up`);
 }

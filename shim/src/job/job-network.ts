@@ -1,15 +1,10 @@
-// A job's network: none (loopback only) or nat, outbound connections through
-// user-mode NAT in the VMM's own network namespace, which the guest's NIC is
-// mirrored to at the job's start.
-import { access, constants, writeFile } from 'node:fs/promises';
+// Whether a job's network mode can work on this host, asked before any VM
+// boots. The nat mode itself is the sandbox's user-mode NAT (settings.userNat).
+import { access, constants } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import type { Logger } from '../../../common/log.js';
-import { USER_NAT_BINARY, USER_NAT_DNS, UserNat } from '../network/user-nat.js';
+import { USER_NAT_BINARY } from '../network/user-nat.js';
 import type { SandboxSettings } from '../sandbox/settings.js';
 import type { NetworkMode } from './options.js';
-
-/** The guest NIC's name; slirp4netns names the interface it makes after it. */
-const JOB_INTERFACE = 'eth0';
 
 async function onPath(binary: string): Promise<boolean> {
   for (const dir of (process.env.PATH ?? '').split(delimiter).filter(Boolean)) {
@@ -24,20 +19,4 @@ export async function networkModeProblem(mode: NetworkMode, settings: SandboxSet
   if (settings.networkModel === 'none') return '--network nat needs runtime.internetworking_model = "tcfilter" in the configuration (it is "none")';
   if (!(await onPath(USER_NAT_BINARY))) return `--network nat needs ${USER_NAT_BINARY} on PATH (Debian: apt install ${USER_NAT_BINARY})`;
   return undefined;
-}
-
-/**
- * The job's /etc/resolv.conf, written in the job's folder and bind-mounted over the image's by
- * the guest's runtime, which resolves the target inside the container's root: an image whose
- * /etc is a symlink cannot lead the write onto the host.
- */
-export async function writeResolvConf(jobDir: string): Promise<string> {
-  const file = join(jobDir, 'resolv.conf');
-  await writeFile(file, `nameserver ${USER_NAT_DNS}\n`, { flag: 'wx', mode: 0o644 });
-  return file;
-}
-
-/** Starts the NAT in the namespace of the VMM; the sandbox mirrors its interface at the job's start. */
-export function startJobNat(vmmPid: number, log: Logger): Promise<UserNat> {
-  return UserNat.start(vmmPid, JOB_INTERFACE, log);
 }

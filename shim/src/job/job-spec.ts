@@ -16,8 +16,6 @@ export interface JobSpecInput {
   workspaceSource?: string;
   /** A host folder with one file per secret, shown read-only at /run/secrets. */
   secretsSource?: string;
-  /** A host file shown read-only as /etc/resolv.conf (a job with a network). */
-  resolvConfSource?: string;
   memoryLimitBytes?: number;
   pidsLimit?: number;
 }
@@ -38,7 +36,6 @@ export function jobSpec(i: JobSpecInput): Record<string, unknown> {
   }) as { mounts: Record<string, unknown>[]; linux: { resources: Record<string, unknown> } };
   if (i.workspaceSource) spec.mounts.push({ destination: WORKSPACE_IN_GUEST, type: 'bind', source: i.workspaceSource, options: ['rbind', 'rw'] });
   if (i.secretsSource) spec.mounts.push({ destination: SECRETS_IN_GUEST, type: 'bind', source: i.secretsSource, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
-  if (i.resolvConfSource) spec.mounts.push({ destination: '/etc/resolv.conf', type: 'bind', source: i.resolvConfSource, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
   if (i.memoryLimitBytes !== undefined) spec.linux.resources.memory = { limit: i.memoryLimitBytes, swap: i.memoryLimitBytes };
   if (i.pidsLimit !== undefined) spec.linux.resources.pids = { limit: i.pidsLimit };
   return spec;

@@ -17,8 +17,7 @@ import { SandboxDeadError } from '../sandbox/errors.js';
 import { ensureRunRoot, Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxSettings } from '../sandbox/settings.js';
 import { jobSpec } from './job-spec.js';
-import { networkModeProblem, startJobNat, writeResolvConf } from './job-network.js';
-import type { UserNat } from '../network/user-nat.js';
+import { networkModeProblem } from './job-network.js';
 import type { JobOptions } from './options.js';
 import { buildReport, type JobFacts, type JobReport } from './report.js';
 import type { ContainerStats } from '../../../proto/gen/agent.js';
@@ -73,7 +72,6 @@ interface JobSources {
   rootfs: string;
   workspaceSource?: string;
   secretsSource?: string;
-  resolvConfSource?: string;
 }
 
 /** The job's own folder, 0700, marked with this runner's pid so a sweep can tell whether it is alive. */
@@ -94,7 +92,6 @@ async function prepareJobDir(o: JobOptions, dir: string, lowerDirs: string[]): P
       await cp(o.workspace, out.workspaceSource, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
     } else out.workspaceSource = o.workspace;
   }
-  if (o.network !== 'none') out.resolvConfSource = await writeResolvConf(dir);
   if (o.secrets.size > 0) {
     out.secretsSource = join(dir, 'secrets');
     await mkdir(out.secretsSource, { mode: 0o700 });
@@ -163,7 +160,7 @@ async function removeJobDir(dir: string, log: Logger): Promise<void> {
 }
 
 export function jobSettings(base: SandboxSettings, o: JobOptions): SandboxSettings {
-  const settings = { ...base };
+  const settings = { ...base, userNat: o.network === 'nat' };
   if (o.cpus !== undefined) {
     settings.cpus = o.cpus;
     settings.maxCpus = Math.max(settings.maxCpus, o.cpus);
@@ -189,7 +186,6 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
   };
   const jobDir = jobDirOf(settings, id);
   let sandbox: Sandbox | undefined;
-  let nat: UserNat | undefined;
   let missingArtifacts: string[] = [];
   let sources: Partial<JobSources> = {};
   let phaseStart = performance.now();
@@ -214,9 +210,8 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
     phaseStart = performance.now();
     sources = prepared;
     const { rootfs, ...shared } = prepared;
-    // With a network, the VMM gets a namespace of its own where the NAT's interface then appears.
+    // With a network, the VMM gets a namespace of its own, which the NAT fills at the job's start.
     sandbox = await Sandbox.start(id, settings, log, { signal: interrupted, dieWithOwner: true, lateNetwork: o.network === 'nat' });
-    if (o.network === 'nat') nat = await startJobNat(sandbox.vm.pid!, log);
     facts.accel = sandbox.timeline.accel;
     endPhase('boot');
     const spec = jobSpec({
@@ -238,7 +233,6 @@ export async function runJob(o: JobOptions, base: SandboxSettings, log: Logger, 
   } finally {
     await sandbox?.removeContainer(CONTAINER, true).catch(() => undefined);
     await sandbox?.stop().catch((err: Error) => log.error('cannot stop the job sandbox', { error: err.message }));
-    await nat?.stop();
     missingArtifacts = await bringBackArtifacts(o, sources.workspaceSource).catch((err: Error) => {
       facts.runtimeError ??= `cannot bring the artifacts back: ${err.message}`;
       return o.artifacts;

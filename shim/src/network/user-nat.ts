@@ -11,6 +11,17 @@ import { exitOf, exitWithin, isRunning, tail } from '../hypervisor/child.js';
 export const USER_NAT_BINARY = 'slirp4netns';
 /** The guest's resolver: slirp4netns forwards it to the host's. */
 export const USER_NAT_DNS = '10.0.2.3';
+export const USER_NAT_RESOLV_CONF = `nameserver ${USER_NAT_DNS}\n`;
+/** The interface slirp4netns makes; the guest NIC takes its name. */
+export const USER_NAT_INTERFACE = 'eth0';
+
+/**
+ * A container's /etc/resolv.conf from a host file, read-only. The guest's runtime resolves the
+ * target inside the container's root, so an image whose /etc is a symlink cannot redirect it.
+ */
+export function resolvConfMount(source: string): { destination: string; type: string; source: string; options: string[] } {
+  return { destination: '/etc/resolv.conf', type: 'bind', source, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] };
+}
 const READY_FD = 3;
 const EXIT_FD = 4;
 const READY_TIMEOUT_MS = 10_000;
@@ -35,7 +46,9 @@ export class UserNat {
    */
   static async start(pid: number, ifname: string, log: Logger): Promise<UserNat> {
     const args = ['--configure', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', `--ready-fd=${READY_FD}`, `--exit-fd=${EXIT_FD}`, String(pid), ifname];
-    const child = spawn(USER_NAT_BINARY, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+    // Its sandbox (a mount namespace it pivots out of) must start from private copies of the host's
+    // mounts: from shared ones, its unmounts reach the host's and take a sandbox's shares away.
+    const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', USER_NAT_BINARY, ...args], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
     const stderr = tail(child.stderr);
     const nat = new UserNat(child, log);
     const ready = new Promise<void>((resolve, reject) => {

@@ -37,6 +37,11 @@ export interface SandboxSettings {
   disableVhostNet: boolean;
   /** A spec on the host's network: refused, or run on an isolated guest network (logged). */
   hostNetwork: 'refuse' | 'isolate';
+  /**
+   * A task whose network namespace nobody fills (ctr run without --cni, a CI job) gets outbound
+   * connections through user-mode NAT (slirp4netns), never to the host's loopback.
+   */
+  userNat: boolean;
   /** How long a process's output may still arrive after its exit before it is cut. */
   outputFlushMs: number;
 }
@@ -63,5 +68,6 @@ export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'>
   networkModel: 'tcfilter',
   disableVhostNet: false,
   hostNetwork: 'refuse',
+  userNat: false,
   outputFlushMs: 2000,
 };
