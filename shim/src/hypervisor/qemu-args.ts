@@ -93,6 +93,11 @@ function channelArgs(c: AgentChannel): string[] {
   ];
 }
 
+/** The QMP socket kata-ts controls the VM through. */
+export function qmpArgs(d: VmDescription): string[] {
+  return ['-chardev', `socket,id=qmp0,path=${qemuValue(d.qmpSocketPath)},server=on,wait=off`, '-mon', 'chardev=qmp0,mode=control'];
+}
+
 export function renderQemuArgs(d: VmDescription): string[] {
   return [
     '-name',
@@ -113,10 +118,7 @@ export function renderQemuArgs(d: VmDescription): string[] {
     `file,id=console0,path=${qemuValue(d.consoleLogPath)},append=on`,
     '-serial',
     'chardev:console0',
-    '-chardev',
-    `socket,id=qmp0,path=${qemuValue(d.qmpSocketPath)},server=on,wait=off`,
-    '-mon',
-    'chardev=qmp0,mode=control',
+    ...qmpArgs(d),
     '-pidfile',
     d.pidFilePath,
     '-nodefaults',

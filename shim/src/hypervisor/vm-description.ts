@@ -13,9 +13,10 @@ export type AgentChannel =
 export interface NetworkDevice {
   /**
    * The tap: one whose fd the VMM is handed (fd 3 + fdIndex in its process), or one the VMM
-   * creates by name in its own network namespace (see ownNetworkNamespace).
+   * creates by name in its own network namespace (see ownNetworkNamespace). A passed tap's name is
+   * only for the record (libvirt XML, logs): QEMU sees the fd.
    */
-  tap: { fdIndex: number } | { ifname: string };
+  tap: { fdIndex: number; name?: string } | { ifname: string };
   mac: string;
   /** Announced to the guest (virtio-net's host_mtu); when not given the guest sets it. */
   mtu?: number;

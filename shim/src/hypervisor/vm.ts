@@ -15,6 +15,8 @@ import { Virtiofsd } from './virtiofsd.js';
 import type { StopOptions, VmLaunchOptions, Vmm, VmmProcess } from './vmm.js';
 
 export const VIRTIOFSD_PIDFILE = 'virtiofsd.pid';
+/** The description the VM was started from, as JSON: `kata-ts vm` renders a running sandbox's VM from it. */
+export const VM_DESCRIPTION_FILE = 'vm.json';
 /** How long QEMU gets to exit after virtiofsd left cleanly, before virtiofsd counts as dead under it. */
 const VIRTIOFSD_FOLLOWS_MS = 1000;
 
@@ -79,6 +81,7 @@ export class QemuVm implements Vmm {
     let virtiofsd: Virtiofsd | undefined;
     let vm: QemuVm | undefined;
     try {
+      await writeFile(join(o.runDir, VM_DESCRIPTION_FILE), `${JSON.stringify(d, null, 2)}\n`);
       if (o.virtiofsd) {
         if (!d.sharedFs) throw new VmError(d.name, 'virtiofsd given but the VM has no shared filesystem');
         virtiofsd = await Virtiofsd.start({ ...o.virtiofsd, socketPath: d.sharedFs.socketPath });

@@ -1,16 +1,13 @@
 // A sandbox seen from the host: one VM with its agent, holding containers.
 // Knows nothing of containerd; the shim and the demo build on it.
-import { randomBytes, randomInt } from 'node:crypto';
-import { readFile, readdir, stat, mkdir, rmdir } from 'node:fs/promises';
+import { readFile, readdir, stat, mkdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type net from 'node:net';
 import type { Logger } from '../../../common/log.js';
 import { loadNative, type NativeAddon } from '../../../native/native.js';
 import { chooseAccel, chooseChannel, probeHost, type HostProbe } from '../hypervisor/accel.js';
-import { FAST_BOOT_CMDLINE, ROOTFS_CMDLINE, TCG_ONLY_CMDLINE } from '../hypervisor/qemu-args.js';
 import { QemuVm } from '../hypervisor/vm.js';
 import type { LaunchVmm, Vmm } from '../hypervisor/vmm.js';
-import type { AgentChannel, VmDescription } from '../hypervisor/vm-description.js';
 import type { AgentClient } from './agent-client.js';
 import { SpecError } from './errors.js';
 import type { ContainerStats, ProcessInfo } from '../../../proto/gen/agent.js';
@@ -24,9 +21,11 @@ import { rejectedOnAbort } from '../../../common/settle.js';
 import { LivenessWatch } from './liveness.js';
 import { PodNetwork, useVhostNet, type PreparedNic } from '../network/pod-network.js';
 import { tapName } from '../network/tc-mirror.js';
+import { resolvConfMount, USER_NAT_INTERFACE, USER_NAT_RESOLV_CONF, UserNat } from '../network/user-nat.js';
+import { AGENT_SOCKET_FILE, planVm, SHARED_FS_TAG, type PlannedNetwork } from './vm-plan.js';
+import { localMac, randomGuestCid } from './vm-random.js';
 
-export const SHARED_FS_TAG = 'kataShared';
-export const SERIAL_PORT_NAME = 'agent.channel.0';
+export { guestCmdline, SERIAL_PORT_NAME, SHARED_FS_TAG } from './vm-plan.js';
 export const AGENT_VSOCK_PORT = 1024;
 
 /** Milliseconds from QEMU spawn (host clock) to each boot phase. */
@@ -79,6 +78,8 @@ export class Sandbox {
   #network: PodNetwork | undefined;
   /** The NIC the VM got for a network that comes after create; taken at the holder's start. */
   #preparedNic: PreparedNic | undefined;
+  /** User-mode NAT for a task nobody gave a network (settings.userNat). */
+  #nat: UserNat | undefined;
   #liveness: LivenessWatch | undefined;
 
   private constructor(
@@ -87,6 +88,7 @@ export class Sandbox {
     readonly agent: AgentClient,
     readonly timeline: BootTimeline,
     private readonly sharedDir: string,
+    private readonly vmDir: string,
     private readonly settings: SandboxSettings,
     private readonly native: NativeAddon,
     private readonly proxy: net.Server | undefined,
@@ -146,50 +148,33 @@ export class Sandbox {
     opts.signal?.throwIfAborted();
     const native = loadNative();
     const { vmDir, sharedDir } = sandboxDirs(settings.runRoot, name);
-    const agentSocket = join(vmDir, 'agent.sock');
-    const agentChannel: AgentChannel =
-      channel.value === 'vsock'
-        ? { kind: 'vsock', guestCid: randomInt(3, 0x7fffffff) }
-        : { kind: 'serial', socketPath: agentSocket, portName: SERIAL_PORT_NAME };
+    const agentSocket = join(vmDir, AGENT_SOCKET_FILE);
     const image = await stat(settings.imagePath);
-    const cmdline = guestCmdline(accel.value, channel.value, settings);
-    log.info('guest kernel command line', { sandbox: id, cmdline: cmdline.join(' ') });
-    const description: VmDescription = {
-      name,
-      qemuBinary: settings.qemuBinary,
-      accel: accel.value,
-      ...(accel.value === 'tcg' ? { tcgTranslationBufferMiB: settings.tcgTranslationBufferMiB } : {}),
-      cpus: settings.cpus,
-      maxCpus: Math.max(settings.maxCpus, settings.cpus),
-      memoryMiB: settings.memoryMiB,
-      maxMemoryMiB: Math.max(settings.maxMemoryMiB, settings.memoryMiB),
-      memorySlots: 2,
-      ...(settings.firmware ? { firmware: settings.firmware } : {}),
-      kernel: {
-        path: settings.kernelPath,
-        cmdline,
-      },
-      rootfsImage: { path: settings.imagePath, sizeBytes: image.size },
-      sharedFs: { socketPath: join(vmDir, 'virtiofsd.sock'), tag: SHARED_FS_TAG },
-      agentChannel,
-      consoleLogPath: join(vmDir, 'console.log'),
-      qmpSocketPath: join(vmDir, 'qmp.sock'),
-      pidFilePath: join(vmDir, 'qemu.pid'),
-      ...(opts.dieWithOwner ? { dieWithOwner: true } : {}),
-    };
 
     let network: PodNetwork | undefined;
+    let planned: PlannedNetwork | undefined;
     if (opts.netnsPath && settings.networkModel !== 'none') {
       network = await PodNetwork.attach(opts.netnsPath, { allowVhost: !settings.disableVhostNet }, native, log.child({ sandbox: id }));
-      description.networks = network.nics.map((n, fdIndex) => ({ tap: { fdIndex }, mac: n.mac, mtu: n.mtu, vhost: network!.vhost }));
+      planned = { kind: 'passed-taps', taps: network.nics.map((n) => ({ name: n.tap, mac: n.mac, mtu: n.mtu })), vhost: network.vhost };
     }
     let preparedNic: PreparedNic | undefined;
     if (opts.lateNetwork && !opts.netnsPath && settings.networkModel !== 'none') {
       // A locally administered MAC until the guest NIC takes the CNI interface's.
       preparedNic = { tap: tapName(0), deviceMac: localMac() };
-      description.ownNetworkNamespace = true;
-      description.networks = [{ tap: { ifname: preparedNic.tap }, mac: preparedNic.deviceMac, vhost: useVhostNet(!settings.disableVhostNet) }];
+      planned = { kind: 'own-namespace', tap: preparedNic.tap, mac: preparedNic.deviceMac, vhost: useVhostNet(!settings.disableVhostNet) };
     }
+    const description = planVm({
+      name,
+      settings,
+      accel: accel.value,
+      channel: channel.value,
+      guestCid: randomGuestCid(),
+      imageSizeBytes: image.size,
+      ...(planned ? { network: planned } : {}),
+      ...(opts.dieWithOwner ? { dieWithOwner: true } : {}),
+    });
+    const { agentChannel } = description;
+    log.info('guest kernel command line', { sandbox: id, cmdline: description.kernel.cmdline.join(' ') });
     try {
       await makeSharedMountPoint(native, sharedDir);
     } catch (err) {
@@ -242,7 +227,7 @@ export class Sandbox {
         sandboxReadyMs: Math.round(ready - vm.spawnedAt),
       };
       log.info('sandbox ready', { sandbox: id, ...timeline, guestKernel: details.kernelRelease });
-      return new Sandbox(id, vm, agent, timeline, sharedDir, settings, native, proxy, network ?? preparedNic, log.child({ sandbox: id }));
+      return new Sandbox(id, vm, agent, timeline, sharedDir, vmDir, settings, native, proxy, network ?? preparedNic, log.child({ sandbox: id }));
     } catch (err) {
       const consoleTail = await readFile(description.consoleLogPath, 'utf8').catch(() => '');
       log.error('sandbox failed to start', { sandbox: id, error: (err as Error).message, console: consoleTail.slice(-2000) || undefined });
@@ -271,8 +256,8 @@ export class Sandbox {
    * started) in the guest, joined to its pod's namespaces as its spec asks.
    */
   async createContainer(containerId: string, o: ContainerOptions): Promise<void> {
-    const spec = o.spec as SpecLike;
     const role = o.role ?? 'standalone';
+    const spec = (this.#natWillServe(role) ? await this.#withNatResolvConf(o.spec as SpecLike) : o.spec) as SpecLike;
     const plan = planMounts(spec.mounts ?? [], inspectSource);
     const rootfs = inspectSource(o.rootfs);
     if (!rootfs?.isDirectory) throw new SpecError(`container ${containerId}: its root filesystem ${o.rootfs} is not a folder on the host`);
@@ -281,7 +266,7 @@ export class Sandbox {
       for (const m of plan) if (m.kind === 'share') await shareSource(this.native, m.source, join(this.sharedDir, Sandbox.#mountShare(containerId, m.index)), m);
       await this.agent.call('createContainer', {
         containerId,
-        ociSpecJson: JSON.stringify(o.spec),
+        ociSpecJson: JSON.stringify(spec),
         rootfsPath: `${containerId}/rootfs`,
         podSandbox: role === 'pod-sandbox',
         podNamespaces: podNamespacesToJoin(spec, role),
@@ -299,6 +284,19 @@ export class Sandbox {
       await this.#unshare(containerId);
       throw err;
     }
+  }
+
+  /** The container that will hold a network nobody else fills, when user-mode NAT is to fill it. */
+  #natWillServe(role: ContainerOptions['role']): boolean {
+    return this.settings.userNat && this.#preparedNic !== undefined && this.#networkHolder === undefined && role !== 'pod-member';
+  }
+
+  /** The NAT's resolver as the container's /etc/resolv.conf, unless its spec mounts one. */
+  async #withNatResolvConf(spec: SpecLike): Promise<SpecLike> {
+    if (spec.mounts?.some((m) => m.destination === '/etc/resolv.conf')) return spec;
+    const file = join(this.vmDir, 'resolv.conf');
+    await writeFile(file, USER_NAT_RESOLV_CONF, { mode: 0o644 });
+    return { ...spec, mounts: [...(spec.mounts ?? []), resolvConfMount(file)] };
   }
 
   async #unshare(containerId: string): Promise<void> {
@@ -326,7 +324,12 @@ export class Sandbox {
   async #adoptLateNetwork(prepared: PreparedNic): Promise<void> {
     this.#preparedNic = undefined;
     if (this.vm.pid === undefined) throw new Error(`sandbox ${this.id}: its VM has no pid, so no network namespace to read`);
-    this.#network = await PodNetwork.adopt(`/proc/${this.vm.pid}/ns/net`, prepared, this.log);
+    const netns = `/proc/${this.vm.pid}/ns/net`;
+    this.#network = await PodNetwork.adopt(netns, prepared, this.log);
+    if (this.#network || !this.settings.userNat) return;
+    // Nobody filled it: the NAT's interface appears there, and is carried over like CNI's.
+    this.#nat = await UserNat.start(this.vm.pid, USER_NAT_INTERFACE, this.log);
+    this.#network = await PodNetwork.adopt(netns, prepared, this.log);
   }
 
   /** Tells the agent the pod's interfaces and routes, as CNI set them up on the host. */
@@ -384,32 +387,13 @@ export class Sandbox {
       this.agent.close();
       this.proxy?.close();
       await this.#network?.detach();
+      await this.#nat?.stop();
       for (const containerId of this.#containers) await this.#unshare(containerId);
       this.#containers.clear();
       await unmountAndRemove(this.native, this.sharedDir);
     })();
     return this.#stopped;
   }
-}
-
-/** A random locally administered unicast MAC. */
-function localMac(): string {
-  const b = randomBytes(6);
-  b[0] = (b[0]! & 0xfc) | 0x02;
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
-}
-
-/** The guest kernel's command line: the speed knobs that cost hardening only under TCG. */
-export function guestCmdline(accel: 'kvm' | 'tcg', channel: string, settings: Pick<SandboxSettings, 'debug' | 'kernelParams'>): string[] {
-  return [
-    ...FAST_BOOT_CMDLINE,
-    ...(accel === 'tcg' ? TCG_ONLY_CMDLINE : []),
-    ...ROOTFS_CMDLINE,
-    `kata_ts.channel=${channel}`,
-    `kata_ts.accel=${accel}`,
-    ...(settings.debug ? ['kata_ts.log=debug'] : []),
-    ...settings.kernelParams,
-  ];
 }
 
 export async function ensureRunRoot(settings: SandboxSettings): Promise<void> {
