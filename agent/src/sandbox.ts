@@ -75,6 +75,11 @@ export class Sandbox {
     this.#storage = new PodStorage(paths.sharedMount, paths.podTmpfsDir, native, log);
   }
 
+  /** The cgroup v2 folder that holds every container's cgroup. */
+  get containersCgroup(): string {
+    return join(this.paths.cgroupRoot, this.paths.cgroupParent);
+  }
+
   async create(id: string, hostname: string, sharedFsTag: string, outputFlushMs = 0): Promise<string> {
     if (this.#id !== undefined) throw alreadyExists(`sandbox ${this.#id}`);
     checkId('sandbox id', id);

@@ -13,6 +13,7 @@ import {
   type ProcessRef,
 } from '../../proto/gen/agent.js';
 import { toAgentError, invalidArgument } from './errors.js';
+import { readGuestMetrics } from './guest-metrics.js';
 import { updateInterface, updateRoutes } from './guest-network.js';
 import type { OutputPipe } from './output-pipe.js';
 import type { Sandbox } from './sandbox.js';
@@ -155,5 +156,6 @@ export function createAgentService(ctx: ServiceContext): AgentServer {
       uptimeMs: await uptimeMs(),
     })),
     check: unary(ctx, 'Check', async () => ({ status: HealthCheckResponse_ServingStatus.SERVING })),
+    getGuestMetrics: unary(ctx, 'GetGuestMetrics', () => readGuestMetrics(sandbox.containersCgroup)),
   };
 }

@@ -3,6 +3,9 @@
 
 export const CONTAINER_TYPE = 'io.kubernetes.cri.container-type';
 export const SANDBOX_ID = 'io.kubernetes.cri.sandbox-id';
+export const SANDBOX_NAME = 'io.kubernetes.cri.sandbox-name';
+export const SANDBOX_NAMESPACE = 'io.kubernetes.cri.sandbox-namespace';
+export const SANDBOX_UID = 'io.kubernetes.cri.sandbox-uid';
 
 export type ContainerKind = 'sandbox' | 'pod-container' | 'single';
 
@@ -16,4 +19,11 @@ export function containerKind(annotations: Record<string, string> | undefined): 
 /** The id of the sandbox (and so of the shim and VM) a task belongs to. */
 export function sandboxIdOf(taskId: string, annotations: Record<string, string> | undefined): string {
   return containerKind(annotations) === 'pod-container' ? annotations![SANDBOX_ID]! : taskId;
+}
+
+/** The Kubernetes pod a spec belongs to, as containerd's CRI plugin names it; undefined outside CRI. */
+export function podOf(annotations: Record<string, string> | undefined): { name: string; namespace: string; uid: string } | undefined {
+  const name = annotations?.[SANDBOX_NAME];
+  if (!name) return undefined;
+  return { name, namespace: annotations[SANDBOX_NAMESPACE] ?? '', uid: annotations[SANDBOX_UID] ?? '' };
 }

@@ -34,6 +34,7 @@ export class EventPublisher {
   readonly #queue: Array<{ event: TaskEvent; at: Date }> = [];
   #client: TtrpcClient | undefined;
   #draining: Promise<void> | undefined;
+  #dropped = 0;
 
   constructor(
     private readonly address: string | undefined,
@@ -45,11 +46,17 @@ export class EventPublisher {
     this.log.debug('event', { topic: event.topic, ...event.event });
     if (!this.address) return;
     if (this.#queue.length >= MAX_QUEUE) {
+      this.#dropped++;
       this.log.error('event queue full; dropping event', { topic: event.topic });
       return;
     }
     this.#queue.push({ event, at: new Date() });
     this.#draining ??= this.#drain().finally(() => (this.#draining = undefined));
+  }
+
+  /** Events given up on so far: the queue was full, or containerd did not take them. */
+  get droppedCount(): number {
+    return this.#dropped;
   }
 
   /** Resolves once everything queued so far was sent (or dropped). */
@@ -68,6 +75,7 @@ export class EventPublisher {
           this.#client?.close();
           this.#client = undefined;
           if (attempt >= MAX_ATTEMPTS) {
+            this.#dropped++;
             this.log.error('cannot forward event; dropped', { topic: event.topic, error: (err as Error).message });
             break;
           }

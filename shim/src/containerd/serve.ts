@@ -8,11 +8,12 @@ import { constants, createWriteStream, fstatSync, openSync, readFileSync } from 
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger, type Logger } from '../../../common/log.js';
-import { containerKind } from './annotations.js';
+import { containerKind, podOf } from './annotations.js';
 import type { ShimFlags } from './flags.js';
 import { isValidId } from './ids.js';
 import { bootSandbox, type SandboxRequest } from './sandbox-boot.js';
 import type { OciSpecLike, PreparedSandbox } from './task-service.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
 
 function openLog(flags: ShimFlags): Logger {
   let write = (line: string) => void process.stderr.write(line + '\n');
@@ -81,13 +82,22 @@ export async function serveCommand(flags: ShimFlags, spec: OciSpecLike, socket: 
     prepared = { request: ahead, sandbox: bootSandbox(ahead, flags.debug, log, { onLaunched: launched, signal: abort.signal }), abort };
     await Promise.race([qemuRuns, prepared.sandbox.catch(() => undefined)]);
   }
-  const [{ TtrpcServer }, { EventPublisher }, { taskMethods, TASK_SERVICE }, { TaskService }] = await Promise.all([
+  const [{ TtrpcServer }, { EventPublisher }, { taskMethods, TASK_SERVICE }, { TaskService }, { monitorSandbox }] = await Promise.all([
     import('../ttrpc/server.js'),
     import('./events.js'),
     import('./task-methods.js'),
     import('./task-service.js'),
+    import('../metrics/shim-monitoring.js'),
   ]);
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, flags.namespace, log);
+  // Once up, the sandbox serves its metrics and status in its run folder (kata-ts monitor, kata-ts ps).
+  const monitored = (req: SandboxRequest, booting: Promise<Sandbox>): Promise<Sandbox> => {
+    const pod = podOf(req.spec.annotations);
+    const identity = { id: req.sandboxId, namespace: req.namespace, ...(pod ? { pod } : {}) };
+    monitorSandbox(booting, { identity, containers: () => service.containerStatuses(), droppedEvents: () => events.droppedCount, log });
+    return booting;
+  };
+  if (prepared) monitored(prepared.request, prepared.sandbox);
   const server = new TtrpcServer({ logger: log });
   let exiting = false;
   const exit = async (why: string) => {
@@ -106,7 +116,7 @@ export async function serveCommand(flags: ShimFlags, spec: OciSpecLike, socket: 
     namespace: flags.namespace,
     log,
     events,
-    startSandbox: (req, signal) => bootSandbox(req, flags.debug, log, { signal }),
+    startSandbox: (req, signal) => monitored(req, bootSandbox(req, flags.debug, log, { signal })),
     ...(prepared ? { prepared } : {}),
     onShutdown: () => void exit('shutdown'),
   });

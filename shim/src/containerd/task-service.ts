@@ -180,6 +180,11 @@ export class TaskService {
     return this.#tasks.size;
   }
 
+  /** Each task's state and how many execs it has, for `kata-ts ps` and the metrics. */
+  containerStatuses(): { id: string; status: string; execs: number }[] {
+    return [...this.#tasks.values()].map((t) => ({ id: t.id, status: (TaskStatus[t.init.state.status] ?? 'unknown').toLowerCase(), execs: t.execs.size }));
+  }
+
   async create(req: v2.CreateTaskRequest, signal?: AbortSignal): Promise<v2.ICreateTaskResponse> {
     if (!isValidId(req.id)) throw new TtrpcError(Code.INVALID_ARGUMENT, `task id ${JSON.stringify(req.id)} is not valid`);
     if (this.#tasks.has(req.id)) throw new TtrpcError(Code.ALREADY_EXISTS, `task ${req.id} already exists`);

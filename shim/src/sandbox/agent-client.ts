@@ -3,6 +3,7 @@
 // dies under a call.
 import { credentials, Metadata, status, type ClientReadableStream, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { AgentClient as GrpcAgentClient, type OutputChunk } from '../../../proto/gen/agent.js';
+import { announceAgentCall } from './agent-call-channel.js';
 import { AgentCallError, BootTimeoutError, SandboxDeadError } from './errors.js';
 
 /** Methods of the generated client whose last argument is a unary callback. */
@@ -63,7 +64,9 @@ export class AgentClient {
 
   /** A unary call; fails with AgentCallError, or SandboxDeadError if the VM exits first. */
   call<K extends UnaryName>(method: K, request: RequestOf<K>, timeoutMs: number | null = this.o.defaultTimeoutMs): Promise<ResponseOf<K>> {
-    return this.#call(method, request, timeoutMs, (m, err) => this.explain(m, err));
+    const result = this.#call(method, request, timeoutMs, (m, err) => this.explain(m, err));
+    if (timeoutMs !== null) announceAgentCall(this.o.sandboxId, String(method), result);
+    return result;
   }
 
   #call<K extends UnaryName>(
