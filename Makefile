@@ -8,7 +8,7 @@ APT_PACKAGES := qemu-system-x86 e2fsprogs busybox-static linux-source-6.1 bc fle
 	curl xz-utils patch gperf pkg-config libcap-dev libseccomp-dev \
 	containerd runc golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
 	golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev \
-	containernetworking-plugins slirp4netns mount procps iproute2 util-linux
+	containernetworking-plugins slirp4netns mount procps iproute2 util-linux libvirt-clients libxml2-utils prometheus
 AGENT_SRC := $(shell find agent/src common native -name '*.ts' 2>/dev/null)
 ADDON := native/build/Release/kata_ts_native.node
 KERNEL := $(BUILD)/vmlinux
@@ -49,11 +49,18 @@ soak: deps images build
 
 deps: apt npm native proto
 
+# Debian's prometheus package starts a server on :9090 as it installs. The monitor test starts its
+# own on 127.0.0.1, so a service that this install brought is stopped and disabled (one the host
+# had before is left alone).
+STOP_PROMETHEUS_SERVICE := { systemctl disable prometheus.service; \
+	if [ -d /run/systemd/system ]; then systemctl stop prometheus.service; else invoke-rc.d prometheus stop; fi; } >/dev/null 2>&1 || true
 apt: $(BUILD)/.apt-stamp
 $(BUILD)/.apt-stamp: Makefile
 	@mkdir -p $(BUILD)
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+		had_prometheus=$$(dpkg -s prometheus >/dev/null 2>&1 && echo yes); \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES) && \
+		if [ -z "$$had_prometheus" ]; then $(STOP_PROMETHEUS_SERVICE); fi; \
 	fi
 	@touch $@
 
@@ -129,7 +136,7 @@ install: build kernel rootfs $(BUSYBOX_ROOTFS)
 	install -m 0644 $(SHIM_DIR)/shim.cjs $(SHIM_DIR)/containerd-shim-kata-ts-v2.cjs $(SHIM_DIR)/kata-ts.cjs $(SHIM_DIR)/cri-runtime-v1.json \
 		$(DESTDIR)$(PREFIX)/shim/
 	install -m 0755 $(SHIM_DIR)/kata_ts_native.node $(DESTDIR)$(PREFIX)/shim/
-	install -m 0644 $(KERNEL) $(BUILD)/vmlinux.config $(ROOTFS) shim/configuration.toml $(DESTDIR)$(PREFIX)/
+	install -m 0644 $(KERNEL) $(KERNEL).key $(BUILD)/vmlinux.config $(ROOTFS) $(ROOTFS).key shim/configuration.toml $(DESTDIR)$(PREFIX)/
 	rm -rf $(DESTDIR)$(PREFIX)/busybox-rootfs && cp -a $(BUILD)/busybox-rootfs $(DESTDIR)$(PREFIX)/ && rm $(DESTDIR)$(PREFIX)/busybox-rootfs/.stamp
 	$(call shim_wrapper,$(PREFIX),$(DESTDIR)$(PREFIX)/bin/containerd-shim-kata-ts-v2)
 	$(call kata_ts_wrapper,$(PREFIX),$(DESTDIR)$(PREFIX)/bin/kata-ts)
@@ -143,7 +150,7 @@ uninstall:
 	done
 	rm -rf $(DESTDIR)$(PREFIX)/shim $(DESTDIR)$(PREFIX)/busybox-rootfs
 	rm -f $(DESTDIR)$(PREFIX)/bin/containerd-shim-kata-ts-v2 $(DESTDIR)$(PREFIX)/bin/kata-ts \
-		$(addprefix $(DESTDIR)$(PREFIX)/,vmlinux vmlinux.config rootfs.img configuration.toml)
+		$(addprefix $(DESTDIR)$(PREFIX)/,vmlinux vmlinux.key vmlinux.config rootfs.img rootfs.img.key configuration.toml)
 	rmdir --ignore-fail-on-non-empty $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX) 2>/dev/null || true
 
 images: kernel crun rootfs $(BUSYBOX_ROOTFS) $(BUSYBOX_IMAGES) $(PAUSE_IMAGE)

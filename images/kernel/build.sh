@@ -3,18 +3,22 @@
 # with config-fragment.txt applied on top of allnoconfig.
 # The result is cached outside the clone, keyed by the source package version,
 # the fragment and RECIPE (bump it when the build steps change what is built),
-# so an unchanged rebuild costs nothing.
+# so an unchanged rebuild costs nothing. Beside OUT_FILE it writes OUT_FILE.key:
+# that key and the file's sha256, which `kata-ts check` compares.
 #   usage: build.sh OUT_FILE
+#          build.sh --key        prints the key of the current inputs (kata-ts check)
 set -euo pipefail
 RECIPE=1
 here=$(cd "$(dirname "$0")" && pwd)
-out=$(realpath -m "${1:?usage: build.sh OUT_FILE}")
 cache=${KATA_TS_CACHE:-/var/cache/kata-ts}
 src_tar=/usr/src/linux-source-6.1.tar.xz
 
-[ -f "$src_tar" ] || { echo "kernel: $src_tar missing (apt-get install linux-source-6.1)" >&2; exit 1; }
-src_version=$(dpkg-query -W -f='${Version}' linux-source-6.1)
+src_version=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null) \
+  || { echo "kernel: linux-source-6.1 is not installed (apt-get install linux-source-6.1)" >&2; exit 1; }
 key=$( { echo "$src_version recipe $RECIPE"; cat "$here/config-fragment.txt"; } | sha256sum | cut -c1-16)
+if [ "${1:-}" = --key ]; then echo "$key"; exit 0; fi
+out=$(realpath -m "${1:?usage: build.sh OUT_FILE}")
+[ -f "$src_tar" ] || { echo "kernel: $src_tar missing (apt-get install linux-source-6.1)" >&2; exit 1; }
 cached="$cache/kernel/$key"
 
 if [ ! -f "$cached/vmlinux" ]; then
@@ -59,4 +63,6 @@ fi
 mkdir -p "$(dirname "$out")"
 cp --reflink=auto "$cached/vmlinux" "$out.tmp" && mv "$out.tmp" "$out"
 cp "$cached/config" "$(dirname "$out")/vmlinux.config"
+printf 'key=%s\nsha256=%s\nlinux_source=%s\nrecipe=%s\n' "$key" "$(sha256sum < "$out" | cut -d' ' -f1)" "$src_version" "$RECIPE" > "$out.key.tmp"
+mv "$out.key.tmp" "$out.key"
 echo "kernel: $out ($(stat -c %s "$out") bytes, key $key)" >&2

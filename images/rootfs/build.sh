@@ -3,7 +3,9 @@
 # the kata-ts init, Node and the libraries it needs, the bundled agent with its
 # addon, the statically linked crun from images/crun/build.sh, and busybox.
 # The image is an ext4 at 2 MiB behind an NVDIMM_PFN_INFO block, so the guest
-# mounts it with DAX.
+# mounts it with DAX. Beside it, OUT_IMAGE.key records the sha256 of every
+# input and of the image, and the guest's crun and node versions, for
+# `kata-ts check` and `kata-ts env`.
 #   usage: build.sh OUT_IMAGE AGENT_BUNDLE NATIVE_ADDON CRUN PFN_TOOL
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,4 +64,20 @@ truncate -s $(( (mib + 2) * 1048576 )) "$out.tmp"
 mkfs.ext4 -q -F -b 4096 -O ^has_journal -L kata-ts-rootfs -E offset=2097152,root_owner=0:0 -d "$tree" "$out.tmp" "${mib}M"
 node "$pfn_tool" "$out.tmp"
 mv "$out.tmp" "$out"
+
+# key: the inputs' digests only; input= lines say where each was, relative to the checkout
+# when in it, so the record stays true when the checkout moves and an installed copy names no checkout.
+checkout=$(cd "$here/../.." && pwd)
+inputs=$(for f in "$here/build.sh" "$here/init.c" "$checkout/agent/loader/agent-loader.cjs" "$agent" "$addon" "$crun" \
+  "$pfn_tool" /usr/bin/node /bin/busybox; do
+  printf '%s %s\n' "$(sha256sum < "$f" | cut -d' ' -f1)" "$(realpath --relative-base="$checkout" "$f")"
+done)
+{
+  printf 'key=%s\n' "$(cut -d' ' -f1 <<<"$inputs" | sha256sum | cut -c1-16)"
+  printf 'sha256=%s\n' "$(sha256sum < "$out" | cut -d' ' -f1)"
+  printf 'crun=%s\n' "$("$crun" --version | head -n1)"
+  printf 'node=%s\n' "$("$tree/usr/bin/node" --version)"
+  sed 's/^/input=/' <<<"$inputs"
+} > "$out.key.tmp"
+mv "$out.key.tmp" "$out.key"
 echo "rootfs: $out $(( $(stat -c %s "$out") / 1048576 )) MiB image, $(( content / 1048576 )) MiB of files" >&2

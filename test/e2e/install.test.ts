@@ -48,6 +48,8 @@ describe('make install', () => {
         'shim/shim.cjs',
         'vmlinux',
         'vmlinux.config',
+        'vmlinux.key',
+        'rootfs.img.key',
       ].sort(),
     );
     const onPath = join(bindir, 'containerd-shim-kata-ts-v2');

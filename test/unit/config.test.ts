@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyAnnotations, applyConfig, ConfigError, DEFAULT_ENABLED_ANNOTATIONS, loadConfig } from '../../shim/src/containerd/config.js';
+import { parse } from 'smol-toml';
+import { applyAnnotations, applyConfig, ConfigError, DEFAULT_ENABLED_ANNOTATIONS, KEYS, loadConfig, resolvedKeys, TOOL_KEYS } from '../../shim/src/containerd/config.js';
 import { parseJobArgs } from '../../shim/src/job/options.js';
 import { DEFAULT_SETTINGS, type SandboxSettings } from '../../shim/src/sandbox/settings.js';
 
@@ -115,5 +116,36 @@ describe('finding the file', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the resolved configuration (kata-ts env)', () => {
+  const shippedPath = join(import.meta.dirname, '../../shim/configuration.toml');
+
+  it('shows every key the shipped file sets as the file states it, from that file', () => {
+    const doc = parse(readFileSync(shippedPath, 'utf8')) as Record<string, Record<string, unknown>>;
+    const keys = new Map(resolvedKeys(loadConfig(base, shippedPath)).map((k) => [k.key, k]));
+    for (const [section, table] of Object.entries(doc))
+      for (const [name, value] of Object.entries(table)) {
+        const key = `${section}.${name}`;
+        expect({ key, value: keys.get(key)?.value, origin: keys.get(key)?.origin }).toEqual({ key, value: typeof value === 'bigint' ? Number(value) : value, origin: shippedPath });
+      }
+  });
+
+  it('lists every key once; without a file all are defaults, in the file’s terms', () => {
+    const keys = resolvedKeys(loadConfig(base, undefined, []));
+    expect(keys.map((k) => k.key)).toEqual([...Object.keys(KEYS), ...Object.keys(TOOL_KEYS)]);
+    expect(new Set(keys.map((k) => k.origin))).toEqual(new Set(['default']));
+    expect(keys.find((k) => k.key === 'agent.boot_timeout')?.value).toBe(60);
+    expect(keys.find((k) => k.key === 'job.memory')?.value).toBeUndefined();
+  });
+
+  it('names the file of each value it set and marks what annotations may override', () => {
+    const config = applyConfig(base, { agent: { boot_timeout: 45 }, job: { timeout: 90 }, runtime: { enable_annotations: ['hypervisor.default_memory'] } }, '/etc/x.toml');
+    const key = (k: string) => resolvedKeys(config).find((r) => r.key === k);
+    expect(key('agent.boot_timeout')).toEqual({ key: 'agent.boot_timeout', value: 45, origin: '/etc/x.toml', annotation: false });
+    expect(key('job.timeout')).toMatchObject({ value: 90, origin: '/etc/x.toml' });
+    expect(key('hypervisor.default_memory')).toMatchObject({ origin: 'default', annotation: true });
+    expect(key('hypervisor.default_vcpus')).toMatchObject({ annotation: false });
   });
 });

@@ -2,15 +2,30 @@
 //   kata-ts cri [--address SOCKET] COMMAND …   drive containerd's CRI plugin as kubelet does (no crictl needed)
 //   kata-ts job run [OPTIONS] -- COMMAND …     run a CI job in a throw-away VM
 //   kata-ts gitlab config|prepare|run|cleanup  a GitLab Runner custom executor driver
+//   kata-ts ps [--json]                        the sandboxes on this host
+//   kata-ts monitor --listen ADDR              every sandbox's metrics over HTTP for Prometheus
+//   kata-ts check [--json] [--strict]          can this host run sandboxes, and if not, why
+//   kata-ts env [--json]                       the resolved configuration and the versions of what runs
+//   kata-ts vm xml|argv [SANDBOX]              a sandbox VM as libvirt domain XML or QEMU argv
 import { criCommand, CRI_USAGE } from './kata-ts-cri.js';
+import { checkCommand, CHECK_USAGE } from './kata-ts-check.js';
+import { envCommand, ENV_USAGE } from './kata-ts-env.js';
 import { gitlabCommand, GITLAB_USAGE } from './kata-ts-gitlab.js';
 import { jobCommand, JOB_USAGE } from './kata-ts-job.js';
+import { monitorCommand, MONITOR_USAGE } from './kata-ts-monitor.js';
+import { psCommand, PS_USAGE } from './kata-ts-ps.js';
+import { vmCommand, VM_USAGE } from './kata-ts-vm.js';
 
 const USAGE = `usage: kata-ts COMMAND …
 commands:
 ${CRI_USAGE}
 ${JOB_USAGE}
-${GITLAB_USAGE}`;
+${GITLAB_USAGE}
+${PS_USAGE}
+${MONITOR_USAGE}
+${CHECK_USAGE}
+${ENV_USAGE}
+${VM_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -21,6 +36,16 @@ async function main(argv: string[]): Promise<number> {
       return jobCommand(rest);
     case 'gitlab':
       return gitlabCommand(rest);
+    case 'ps':
+      return psCommand(rest);
+    case 'monitor':
+      return monitorCommand(rest);
+    case 'check':
+      return checkCommand(rest);
+    case 'env':
+      return envCommand(rest);
+    case 'vm':
+      return vmCommand(rest);
     case undefined:
     case '-h':
     case '--help':
