@@ -136,6 +136,15 @@ describe('kata-ts ps and kata-ts monitor', () => {
       expect(table.stdout).toContain(`e2e/${pod.config.metadata.name}`);
       expect(table.stdout).toContain(plainId);
 
+      // logs: the shim's own log from its boot on, then the guest's console (kernel, init, agent).
+      const logs = await kataTs(['logs', plainId]);
+      expect(logs.code).toBe(0);
+      expect(logs.stdout).toMatch(/==> shim: \S+\/shim\.log <==\n[\s\S]*msg="sandbox ready"/);
+      expect(logs.stdout).toMatch(/==> guest console \(kernel, init, agent\): \S+\/console\.log <==\n\[ *\d+\.\d+\] /);
+      const unknown = await kataTs(['logs', 'no-such-sandbox']);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toContain('no-such-sandbox');
+
       // monitor → Prometheus: the pod's series carry its sandbox and pod labels.
       const started2 = await startMonitor();
       monitor = started2.process;

@@ -3,6 +3,7 @@
 //   kata-ts job run [OPTIONS] -- COMMAND …     run a CI job in a throw-away VM
 //   kata-ts gitlab config|prepare|run|cleanup  a GitLab Runner custom executor driver
 //   kata-ts ps [--json]                        the sandboxes on this host
+//   kata-ts logs SANDBOX [--follow]            its shim log and guest console
 //   kata-ts monitor --listen ADDR              every sandbox's metrics over HTTP for Prometheus
 //   kata-ts check [--json] [--strict]          can this host run sandboxes, and if not, why
 //   kata-ts env [--json]                       the resolved configuration and the versions of what runs
@@ -14,6 +15,7 @@ import { gitlabCommand, GITLAB_USAGE } from './kata-ts-gitlab.js';
 import { jobCommand, JOB_USAGE } from './kata-ts-job.js';
 import { monitorCommand, MONITOR_USAGE } from './kata-ts-monitor.js';
 import { psCommand, PS_USAGE } from './kata-ts-ps.js';
+import { logsCommand, LOGS_USAGE } from './kata-ts-logs.js';
 import { vmCommand, VM_USAGE } from './kata-ts-vm.js';
 
 const USAGE = `usage: kata-ts COMMAND …
@@ -22,6 +24,7 @@ ${CRI_USAGE}
 ${JOB_USAGE}
 ${GITLAB_USAGE}
 ${PS_USAGE}
+${LOGS_USAGE}
 ${MONITOR_USAGE}
 ${CHECK_USAGE}
 ${ENV_USAGE}
@@ -38,6 +41,8 @@ async function main(argv: string[]): Promise<number> {
       return gitlabCommand(rest);
     case 'ps':
       return psCommand(rest);
+    case 'logs':
+      return logsCommand(rest);
     case 'monitor':
       return monitorCommand(rest);
     case 'check':

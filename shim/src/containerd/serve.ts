@@ -14,8 +14,9 @@ import { isValidId } from './ids.js';
 import { bootSandbox, type SandboxRequest } from './sandbox-boot.js';
 import type { OciSpecLike, PreparedSandbox } from './task-service.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
+import { SHIM_LOG_FILE, ShimLogFile } from './shim-log-file.js';
 
-function openLog(flags: ShimFlags): Logger {
+function openLog(flags: ShimFlags, copy: ShimLogFile): Logger {
   let write = (line: string) => void process.stderr.write(line + '\n');
   try {
     // containerd holds the FIFO open for reading, so this open does not block.
@@ -26,9 +27,13 @@ function openLog(flags: ShimFlags): Logger {
   } catch {
     // no log FIFO (run by hand): stderr
   }
+  const toContainerd = write;
   return createLogger({
     level: flags.debug ? 'debug' : 'info',
-    write,
+    write: (line) => {
+      toContainerd(line);
+      copy.write(line);
+    },
     fields: { runtime: 'io.containerd.kata-ts.v2', namespace: flags.namespace, id: flags.id, pid: process.pid },
   });
 }
@@ -71,7 +76,8 @@ function saveCodeCache(): void {
  * bundle's config.json, which `start` has read already.
  */
 export async function serveCommand(flags: ShimFlags, spec: OciSpecLike, socket: string, onListening: () => Promise<void>): Promise<void> {
-  const log = openLog(flags);
+  const logFile = new ShimLogFile();
+  const log = openLog(flags, logFile);
   const ahead = await sandboxAhead(flags, spec, log);
   let prepared: PreparedSandbox | undefined;
   if (ahead) {
@@ -95,6 +101,7 @@ export async function serveCommand(flags: ShimFlags, spec: OciSpecLike, socket: 
     const pod = podOf(req.spec.annotations);
     const identity = { id: req.sandboxId, namespace: req.namespace, ...(pod ? { pod } : {}) };
     monitorSandbox(booting, { identity, containers: () => service.containerStatuses(), droppedEvents: () => events.droppedCount, log });
+    booting.then((sandbox) => logFile.open(join(sandbox.vmDir, SHIM_LOG_FILE)), () => undefined);
     return booting;
   };
   if (prepared) monitored(prepared.request, prepared.sandbox);

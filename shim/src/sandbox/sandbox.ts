@@ -88,7 +88,8 @@ export class Sandbox {
     readonly agent: AgentClient,
     readonly timeline: BootTimeline,
     private readonly sharedDir: string,
-    private readonly vmDir: string,
+    /** The VM's run folder: its sockets, pid files, console log and description. */
+    readonly vmDir: string,
     private readonly settings: SandboxSettings,
     private readonly native: NativeAddon,
     private readonly proxy: net.Server | undefined,
