@@ -7,7 +7,7 @@ import { gatherHostFacts } from '../check/host-facts.js';
 import { renderCheck } from '../check/render.js';
 import { checkHost, summarise, type Finding } from '../check/verdicts.js';
 
-export const CHECK_USAGE = '  check [--json] [--strict] [--config FILE]                          can this host run sandboxes? exit 0 ready, 1 cannot, 2 degraded (TCG)';
+export const CHECK_USAGE = '  check [--json] [--strict] [--config FILE]                        can this host run sandboxes? exit 0 ready, 1 cannot, 2 degraded (TCG)';
 
 const HELP = `usage: kata-ts check [--json] [--strict] [--config FILE]
 

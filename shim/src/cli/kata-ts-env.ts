@@ -6,7 +6,7 @@ import { defaultShimSettings, RUNTIME_ROOT, SHIPPED_CONFIG_PATH } from '../conta
 import { renderEnv } from '../check/render.js';
 import { gatherVersions } from '../check/versions.js';
 
-export const ENV_USAGE = '  env [--json] [--config FILE]                                       the resolved configuration (each value\'s origin) and versions';
+export const ENV_USAGE = '  env [--json] [--config FILE]                                     the resolved configuration (each value\'s origin) and versions';
 
 const HELP = `usage: kata-ts env [--json] [--config FILE]
 
