@@ -6,7 +6,8 @@
 import { execFile } from 'node:child_process';
 import { accessSync, closeSync, constants, openSync, realpathSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, delimiter, dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { findExecutable, pathDirs } from '../../../common/find-executable.js';
 import { promisify } from 'node:util';
 import { SOCKET_ROOT } from '../containerd/address.js';
 import { probeHost } from '../hypervisor/accel.js';
@@ -165,27 +166,14 @@ async function probeQemu(binary: string): Promise<QemuFacts> {
 
 const isFile = (path: string) => statSync(path, { throwIfNoEntry: false })?.isFile() ?? false;
 
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
-
 /** The folders a shim's name is looked up in: this command's PATH, systemd's default one, and containerd's own folder. */
 export function shimSearchPath(envPath: string | undefined, containerdDir: string | undefined): string[] {
-  const dirs = [...(envPath ?? '').split(delimiter).filter(Boolean), ...SYSTEM_PATH, ...(containerdDir ? [containerdDir] : [])];
+  const dirs = [...pathDirs(envPath), ...SYSTEM_PATH, ...(containerdDir ? [containerdDir] : [])];
   return [...new Set(dirs)];
 }
 
-function findIn(dirs: string[], name: string): string | undefined {
-  return dirs.map((d) => join(d, name)).find(isExecutable);
-}
-
 async function lookUpShim(dirs: string[]): Promise<ShimLookup> {
-  const found = findIn(dirs, SHIM_BINARY);
+  const found = findExecutable(SHIM_BINARY, dirs);
   if (!found) return { searched: dirs };
   let target = found;
   try {
@@ -253,7 +241,7 @@ export async function gatherHostFacts(settings: FactSettings, opts: { runtimeRoo
     ksm(),
     readText('/proc/cpuinfo'),
   ]);
-  const containerdPath = findIn(shimSearchPath(process.env.PATH, undefined), 'containerd');
+  const containerdPath = findExecutable('containerd', shimSearchPath(process.env.PATH, undefined));
   const dirs = shimSearchPath(process.env.PATH, containerdPath ? dirname(realpathSync(containerdPath)) : undefined);
   return {
     uid: process.getuid?.() ?? -1,
@@ -274,7 +262,7 @@ export async function gatherHostFacts(settings: FactSettings, opts: { runtimeRoo
     shim: await lookUpShim(dirs),
     socketFolder: socketFolder(SOCKET_ROOT),
     ksm: ksmState,
-    missingTools: HOST_TOOLS.filter((t) => !findIn(dirs, t)),
+    missingTools: HOST_TOOLS.filter((t) => !findExecutable(t, dirs)),
     runtimeRoot: opts.runtimeRoot,
     ...(checkout ? { checkout } : {}),
   };

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { SHIM_VERSION } from '../containerd/version.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../containerd/config.js';
 import { defaultShimSettings, SHIPPED_CONFIG_PATH } from '../containerd/shim-settings.js';
-import { DEFAULT_CONTAINERD } from '../job/options.js';
+import { DEFAULT_CONTAINERD, NETWORK_MODES, type NetworkMode } from '../job/options.js';
 import { cleanup, configJson, DriverError, failureCodes, prepare, runStage, type DriverSettings } from '../gitlab/driver.js';
 
 export const GITLAB_USAGE = '  gitlab config|prepare|run SCRIPT STAGE|cleanup                    a GitLab Runner custom executor (kata-ts gitlab --help)';
@@ -27,9 +27,9 @@ options: --containerd SOCKET (${DEFAULT_CONTAINERD}), --namespace NS (${DEFAULT_
            over it) through user-mode NAT on the host, never to the host's loopback,
          --config FILE (/etc/kata-ts/configuration.toml): its [gitlab] section gives defaults for the others`;
 
-function gitlabNetwork(mode: string): 'none' | 'nat' {
-  if (mode !== 'none' && mode !== 'nat') throw new DriverError(`--network ${JSON.stringify(mode)}: the modes are none and nat`);
-  return mode;
+function gitlabNetwork(mode: string): NetworkMode {
+  if (!NETWORK_MODES.includes(mode as NetworkMode)) throw new DriverError(`--network ${JSON.stringify(mode)}: the modes are none and nat`);
+  return mode as NetworkMode;
 }
 
 export async function gitlabCommand(argv: string[]): Promise<number> {

@@ -67,7 +67,8 @@ function summary(r: JobReport, missing: string[]): string {
 
 export async function jobCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub === undefined || sub === '-h' || sub === '--help' || optionsPart(rest).includes('--help') || optionsPart(rest).includes('-h')) {
+  const ours = optionsPart(rest);
+  if (sub === undefined || sub === '-h' || sub === '--help' || ours.includes('--help') || ours.includes('-h')) {
     process.stdout.write(`${HELP}\n`);
     return sub === undefined ? 2 : 0;
   }
@@ -78,7 +79,7 @@ export async function jobCommand(argv: string[]): Promise<number> {
   let options;
   let settings;
   try {
-    const config = loadConfig(defaultShimSettings(optionsPart(rest).includes('--debug')), configPathOf(rest), [DEFAULT_CONFIG_PATH, SHIPPED_CONFIG_PATH]);
+    const config = loadConfig(defaultShimSettings(ours.includes('--debug')), configPathOf(rest), [DEFAULT_CONFIG_PATH, SHIPPED_CONFIG_PATH]);
     options = parseJobArgs(rest, { rootfs: join(RUNTIME_ROOT, 'busybox-rootfs'), ...config.job });
     settings = config.settings;
   } catch (err) {

@@ -63,7 +63,7 @@ async function checkInputs(o: JobOptions, settings: SandboxSettings): Promise<vo
     const s = await stat(file).catch(() => undefined);
     if (!s?.isFile()) throw new RuntimeFailure(`--secret ${name}: ${file} is not a readable file`);
   }
-  const network = await networkModeProblem(o.network, settings);
+  const network = networkModeProblem(o.network, settings);
   if (network) throw new RuntimeFailure(network);
 }
 
