@@ -1,6 +1,6 @@
 // The few system calls Node cannot make itself: AF_VSOCK sockets, receiving a
 // file descriptor over a unix socket (crun's --console-socket), a listening
-// unix socket to hand to a child, setting a pty's window size, mount/umount,
+// unix socket to hand to a child, opening a pty and setting its window size, mount/umount,
 // sync, pointing stdio at /dev/null in one step, and opening a tap device in
 // another network namespace. Everything else stays in TypeScript.
 #define _GNU_SOURCE
@@ -150,6 +150,33 @@ static napi_value set_window_size(napi_env env, napi_callback_info info) {
   struct winsize ws = {.ws_row = (unsigned short)a[1], .ws_col = (unsigned short)a[2]};
   if (ioctl((int)a[0], TIOCSWINSZ, &ws) < 0) return throw_errno(env, "ioctl(TIOCSWINSZ)", errno);
   return NULL;
+}
+
+// openPty(): [master, slave], both close-on-exec and neither the caller's
+// controlling terminal; the slave is for a child's stdio.
+static napi_value open_pty(napi_env env, napi_callback_info info) {
+  (void)info;
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) return throw_errno(env, "posix_openpt", errno);
+  char name[128];
+  if (grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, name, sizeof name) != 0) {
+    int err = errno;
+    close(master);
+    return throw_errno(env, "unlocking the pty", err);
+  }
+  int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) {
+    int err = errno;
+    close(master);
+    return throw_errno(env, "open(pty slave)", err);
+  }
+  napi_value result, m, s;
+  napi_create_array_with_length(env, 2, &result);
+  napi_create_int32(env, master, &m);
+  napi_create_int32(env, slave, &s);
+  napi_set_element(env, result, 0, m);
+  napi_set_element(env, result, 1, s);
+  return result;
 }
 
 // Points fds 0-2 at /dev/null with dup2, so no other thread can ever be handed
@@ -324,6 +351,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"vsockConnectStart", NULL, vsock_connect_start, NULL, NULL, NULL, napi_enumerable, NULL},
       {"vsockConnectResult", NULL, vsock_connect_result, NULL, NULL, NULL, napi_enumerable, NULL},
       {"receiveFd", NULL, receive_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"openPty", NULL, open_pty, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setWindowSize", NULL, set_window_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_enumerable, NULL},
       {"openTap", NULL, open_tap, NULL, NULL, NULL, napi_enumerable, NULL},

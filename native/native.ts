@@ -15,6 +15,8 @@ export interface NativeAddon {
   receiveFd(socketFd: number, timeoutMs: number): number;
   /** A blocking unix stream socket listening on path, for a child process to accept on. */
   unixListen(path: string, backlog: number): number;
+  /** A new pty: [master, slave], both close-on-exec. */
+  openPty(): [number, number];
   setWindowSize(fd: number, rows: number, columns: number): void;
   /** A tap device created in the network namespace at netnsPath (virtio-net header on); its close-on-exec fd. */
   openTap(netnsPath: string, name: string): number;

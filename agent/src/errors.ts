@@ -15,6 +15,7 @@ export class AgentError extends Error {
 export const notFound = (what: string) => new AgentError(status.NOT_FOUND, `${what} not found`);
 export const alreadyExists = (what: string) => new AgentError(status.ALREADY_EXISTS, `${what} already exists`);
 export const invalidArgument = (message: string) => new AgentError(status.INVALID_ARGUMENT, message);
+export const permissionDenied = (message: string) => new AgentError(status.PERMISSION_DENIED, message);
 export const failedPrecondition = (message: string) => new AgentError(status.FAILED_PRECONDITION, message);
 
 /** Any thrown value as an AgentError; unknown failures become INTERNAL with their message kept. */

@@ -1,7 +1,9 @@
-// One process of a container: the main one (crun run) or an exec (crun exec).
-// crun runs in the foreground as our child, so its exit status is the
+// One process of a container: the main one (crun run) or an exec (crun exec);
+// or a debug console's, outside every container, on a pty of its own. crun runs in the foreground as our child, so its exit status is the
 // process's, and the exit is reported only after all output was handed on.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync } from 'node:fs';
+import { once } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
@@ -31,6 +33,8 @@ export interface LaunchSpec {
 }
 
 const PID_FILE_POLL_MS = 5;
+/** busybox's, in the guest image. */
+const SETSID = '/usr/bin/setsid';
 const signalNumbers = osConstants.signals as unknown as Record<string, number>;
 
 export class GuestProcess {
@@ -74,17 +78,7 @@ export class GuestProcess {
     const child = spawn(launch.crunBinary, launch.crunArgs, {
       stdio: launch.terminal ? ['ignore', 'ignore', 'ignore'] : ['pipe', 'pipe', 'pipe'],
     });
-    this.#exit = new Promise<ExitInfo>((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.#state = 'exited';
-        resolve({ status: exitStatus(code, signal, signalNumbers), exitedAtMs: Date.now() });
-      });
-      child.once('error', (err) => {
-        this.log.error('cannot run crun', { error: err.message });
-        this.#state = 'exited';
-        resolve({ status: 255, exitedAtMs: Date.now() });
-      });
-    });
+    this.#exit = this.#watchExit(child, 'crun');
     if (!launch.terminal) {
       this.#stdin = child.stdin!;
       this.#stdin.on('error', (err) => this.log.debug('stdin closed', { error: err.message }));
@@ -110,6 +104,43 @@ export class GuestProcess {
     } finally {
       await consoleSocket?.close();
     }
+  }
+
+  /**
+   * Runs `args` directly, not in a container, as the leader of a new session whose controlling
+   * terminal is a new pty (a debug console's shell); resolves with its pid once it runs.
+   */
+  async startOnTerminal(args: readonly string[], env: NodeJS.ProcessEnv, size: { rows: number; columns: number } | undefined): Promise<number> {
+    if (this.#state !== 'created') throw failedPrecondition(`${this.stdout.name.replace('stdout of ', '')} was already started`);
+    this.#state = 'running';
+    const [master, slave] = this.native.openPty();
+    // setsid -c: a new session, with stdin (the pty) as its controlling terminal, so job control and ^C work.
+    const child = spawn(SETSID, ['-c', ...args], { stdio: [slave, slave, slave], env, cwd: '/' });
+    closeSync(slave);
+    this.#exit = this.#watchExit(child, args[0] ?? '');
+    this.stderr.setNoSource();
+    this.#attachTerminal(master, size);
+    const started = await Promise.race([once(child, 'spawn').then(() => true), this.#exit.then(() => false)]);
+    if (!started || child.pid === undefined) {
+      this.#terminal?.destroy();
+      throw failedPrecondition(`cannot run ${SETSID}`);
+    }
+    this.#pid = child.pid;
+    return this.#pid;
+  }
+
+  #watchExit(child: ChildProcess, what: string): Promise<ExitInfo> {
+    return new Promise<ExitInfo>((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.#state = 'exited';
+        resolve({ status: exitStatus(code, signal, signalNumbers), exitedAtMs: Date.now() });
+      });
+      child.once('error', (err) => {
+        this.log.error(`cannot run ${what}`, { error: err.message });
+        this.#state = 'exited';
+        resolve({ status: 255, exitedAtMs: Date.now() });
+      });
+    });
   }
 
   #attachTerminal(fd: number, size: { rows: number; columns: number } | undefined): void {

@@ -4,6 +4,7 @@ import { join, posix } from 'node:path';
 import type { Logger } from '../../common/log.js';
 import type { NativeAddon } from '../../native/native.js';
 import { Container } from './container.js';
+import { DebugConsoles, type DebugConsoleRequest } from './debug-console.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import { parseSpec, POD_NAMESPACE_FILES, toGuestSpec } from './guest-spec.js';
 import { OomWatcher } from './oom-watcher.js';
@@ -64,6 +65,7 @@ export class Sandbox {
   /** The pod's sandbox container, whose main process holds the pod's namespaces. */
   #podSandboxId: string | undefined;
   readonly oom: OomWatcher;
+  readonly debugConsoles: DebugConsoles;
   readonly #storage: PodStorage;
 
   constructor(
@@ -72,6 +74,7 @@ export class Sandbox {
     private readonly log: Logger,
   ) {
     this.oom = new OomWatcher(log);
+    this.debugConsoles = new DebugConsoles(native, log.child({ debugConsole: true }), () => this.#outputFlushMs);
     this.#storage = new PodStorage(paths.sharedMount, paths.podTmpfsDir, native, log);
   }
 
@@ -80,7 +83,7 @@ export class Sandbox {
     return join(this.paths.cgroupRoot, this.paths.cgroupParent);
   }
 
-  async create(id: string, hostname: string, sharedFsTag: string, outputFlushMs = 0): Promise<string> {
+  async create(id: string, hostname: string, sharedFsTag: string, outputFlushMs = 0, debugConsoleEnabled = false): Promise<string> {
     if (this.#id !== undefined) throw alreadyExists(`sandbox ${this.#id}`);
     checkId('sandbox id', id);
     await mkdir(this.paths.sharedMount, { recursive: true });
@@ -95,13 +98,29 @@ export class Sandbox {
     await mkdir(this.paths.containersDir, { recursive: true });
     this.#id = id;
     if (outputFlushMs > 0) this.#outputFlushMs = outputFlushMs;
-    this.log.info('sandbox created', { sandbox: id, shared: sharedFsTag || 'none' });
+    if (debugConsoleEnabled) this.debugConsoles.enable();
+    this.log.info('sandbox created', { sandbox: id, shared: sharedFsTag || 'none', debugConsole: debugConsoleEnabled });
     return this.paths.sharedMount;
   }
 
   #requireSandbox(): void {
     if (this.#id === undefined) throw failedPrecondition('no sandbox: call CreateSandbox first');
     if (this.#destroying) throw failedPrecondition('the sandbox is being destroyed');
+  }
+
+  /** A process by its reference: a container's, or a debug console's (container id ""). */
+  process(containerId: string, execId: string) {
+    return containerId === '' ? this.debugConsoles.process(execId) : this.container(containerId).process(execId);
+  }
+
+  async signal(containerId: string, execId: string, signal: number, all: boolean): Promise<void> {
+    if (containerId === '') this.debugConsoles.signal(execId, signal, all);
+    else await this.container(containerId).signal(execId, signal, all);
+  }
+
+  async startDebugConsole(req: DebugConsoleRequest): Promise<number> {
+    this.#requireSandbox();
+    return this.debugConsoles.start(req, checkId);
   }
 
   container(id: string): Container {
@@ -183,6 +202,7 @@ export class Sandbox {
   /** Stops every container (SIGTERM, then SIGKILL after the grace period), flushes what they wrote and unmounts the share. */
   async destroy(graceMs: number): Promise<void> {
     this.#destroying = true;
+    this.debugConsoles.killAll();
     await Promise.all([...this.#containers.values()].map((c) => c.kill(graceMs)));
     await Promise.all([...this.#containers.keys()].map((id) => this.removeContainer(id, true).catch(() => undefined)));
     // What containers wrote through the share is on the host before the host may quit the VM.

@@ -73,11 +73,11 @@ function readOutput(ctx: ServiceContext, pick: (ref: ProcessRef) => OutputPipe) 
 
 export function createAgentService(ctx: ServiceContext): AgentServer {
   const { sandbox } = ctx;
-  const proc = (ref: ProcessRef) => sandbox.container(ref.containerId).process(ref.execId);
+  const proc = (ref: ProcessRef) => sandbox.process(ref.containerId, ref.execId);
   const empty = {};
   return {
     createSandbox: unary(ctx, 'CreateSandbox', async (req) => ({
-      sharedFsMountPoint: await sandbox.create(req.sandboxId, req.hostname, req.sharedFsTag, req.outputFlushMs),
+      sharedFsMountPoint: await sandbox.create(req.sandboxId, req.hostname, req.sharedFsTag, req.outputFlushMs, req.debugConsoleEnabled),
     })),
     destroySandbox: unary(ctx, 'DestroySandbox', async (req) => {
       await sandbox.destroy(req.gracePeriodMs);
@@ -118,7 +118,7 @@ export function createAgentService(ctx: ServiceContext): AgentServer {
     }),
     signalProcess: unary(ctx, 'SignalProcess', async (req) => {
       if (req.signal < 0 || req.signal > 64) throw invalidArgument(`signal ${req.signal} is out of range`);
-      await sandbox.container(req.containerId).signal(req.execId, req.signal, req.all);
+      await sandbox.signal(req.containerId, req.execId, req.signal, req.all);
       return empty;
     }),
     readStdout: readOutput(ctx, (ref) => proc(ref).stdout),
@@ -157,5 +157,6 @@ export function createAgentService(ctx: ServiceContext): AgentServer {
     })),
     check: unary(ctx, 'Check', async () => ({ status: HealthCheckResponse_ServingStatus.SERVING })),
     getGuestMetrics: unary(ctx, 'GetGuestMetrics', () => readGuestMetrics(sandbox.containersCgroup)),
+    startDebugConsole: unary(ctx, 'StartDebugConsole', async (req) => ({ pid: await sandbox.startDebugConsole(req) })),
   };
 }

@@ -1,7 +1,11 @@
-// `kata-ts ps` and `kata-ts monitor` with real sandboxes: a CRI pod and a
-// plain `ctr run -d` container, each in its VM, listed by ps, and scraped
-// through `kata-ts monitor` by a real Prometheus server, whose HTTP API must
-// then hold their boot and guest memory series with the sandbox's labels.
+// `kata-ts ps`, `logs`, `exec` and `monitor` with real sandboxes: a CRI pod
+// and a plain `ctr run -d` container, each in its VM, listed by ps, the plain
+// one (started with the debug console enabled) entered with exec while the
+// pod (the default configuration) refuses it, and both scraped through
+// `kata-ts monitor` by a real Prometheus server, whose HTTP API must then hold
+// their boot and guest memory series with the sandbox's labels.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -71,7 +75,7 @@ async function seriesOf(prom: PrivatePrometheus, promql: string, timeoutMs = 60_
   }
 }
 
-describe('kata-ts ps and kata-ts monitor', () => {
+describe('kata-ts ps, logs, exec and monitor', () => {
   let ctrd: PrivateContainerd;
   let cri: CriClient;
   let stopCri: (() => Promise<void>) | undefined;
@@ -96,10 +100,13 @@ describe('kata-ts ps and kata-ts monitor', () => {
     const plainId = `kt-mon-${process.pid}`;
     let monitor: ChildProcess | undefined;
     let prom: PrivatePrometheus | undefined;
+    const configDir = mkdtempSync(join(tmpdir(), 'kata-ts-console-'));
+    const consoleOn = join(configDir, 'debug-console.toml');
+    writeFileSync(consoleOn, '[agent]\ndebug_console_enabled = true\n');
     try {
       await pod.run();
       const app = await pod.container('app', ['sleep', '600']);
-      const started = await ctrd.ctr(['run', '-d', '--runtime', KATA, BUSYBOX_IMAGE, plainId, 'sleep', '600'], { namespace: 'default' });
+      const started = await ctrd.ctr(['run', '-d', '--runtime', KATA, '--runtime-config-path', consoleOn, BUSYBOX_IMAGE, plainId, 'sleep', '600'], { namespace: 'default' });
       expect(started.code, started.stderr).toBe(0);
 
       // ps: both, found through their shims' endpoints (other sandboxes of this host may be listed too).
@@ -145,6 +152,19 @@ describe('kata-ts ps and kata-ts monitor', () => {
       expect(unknown.code).toBe(1);
       expect(unknown.stderr).toContain('no-such-sandbox');
 
+      // exec: a shell on a terminal in the guest, outside every container (the guest's init is its
+      // pid 1, the containers' bundles are in view), with its exit status; refused where it is off.
+      const entered = await kataTs(['exec', plainId, '--', 'sh', '-c', 'cat /proc/cmdline; cat /proc/1/comm; ls /run/kata-ts/containers; tty; exit 7']);
+      expect(entered.stderr).toBe('');
+      expect(entered.code).toBe(7);
+      const lines = entered.stdout.split('\r\n');
+      expect(lines[0]).toMatch(/kata_ts\.channel=\w+ kata_ts\.accel=(kvm|tcg)/);
+      expect(lines.slice(1, 4)).toEqual(['init', plainId, expect.stringMatching(/^\/dev\/pts\/\d+$/)]);
+      const refused = await kataTs(['exec', pod.id, '--', 'cat', '/proc/cmdline']);
+      expect(refused).toMatchObject({ code: 125, stdout: '' });
+      expect(refused.stderr).toMatch(/debug console is off; set debug_console_enabled = true in the \[agent\] section/);
+      expect((await kataTs(['exec', 'no-such-sandbox'])).code).toBe(125);
+
       // monitor → Prometheus: the pod's series carry its sandbox and pod labels.
       const started2 = await startMonitor();
       monitor = started2.process;
@@ -176,6 +196,7 @@ describe('kata-ts ps and kata-ts monitor', () => {
       await ctrd.ctr(['task', 'rm', '-f', plainId], { namespace: 'default' }).catch(() => undefined);
       await ctrd.ctr(['container', 'rm', plainId], { namespace: 'default' }).catch(() => undefined);
       await pod.remove();
+      rmSync(configDir, { recursive: true, force: true });
     }
   });
 });

@@ -9,7 +9,7 @@ import { sandboxDirs } from '../../shim/src/sandbox/sandbox-dirs.js';
 import { join } from 'node:path';
 import os from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AgentCallError, SandboxDeadError } from '../../shim/src/sandbox/errors.js';
+import { AgentCallError, DebugConsoleDisabledError, SandboxDeadError } from '../../shim/src/sandbox/errors.js';
 import { defaultSpec } from '../../shim/src/sandbox/default-spec.js';
 import { processSpec } from '../../shim/src/sandbox/default-spec.js';
 import type { Sandbox } from '../../shim/src/sandbox/sandbox.js';
@@ -118,6 +118,26 @@ describe('a container in a sandbox VM', () => {
     const exit = await process.wait();
     expect(exit.status).toBe(0);
     expect(text).toContain('40 100');
+  });
+
+  it('runs a debug console process outside every container, on a terminal of its size, when enabled', async () => {
+    sandbox = await startSandbox({ debugConsoleEnabled: true });
+    const { id, process: main } = await run(['sleep', '100']);
+    const { pid, process: shell } = await sandbox.startDebugConsole('d1', ['sh', '-c', 'stty size; cat /proc/1/comm; ls /run/kata-ts/containers; exit 5'], ['TERM=vt100'], { rows: 30, columns: 90 });
+    expect(pid).toBeGreaterThan(1);
+    const out = collect(shell.stdout);
+    expect((await shell.wait()).status).toBe(5);
+    expect((await out).toString()).toBe(`30 90\r\ninit\r\n${id}\r\n`);
+    await main.signal(9);
+    expect((await main.wait()).status).toBe(137);
+  });
+
+  it('refuses the debug console when it is off, in the shim and in the agent both', async () => {
+    await run(['true']);
+    await expect(sandbox!.startDebugConsole('d1', ['sh'], [], { rows: 24, columns: 80 })).rejects.toThrow(DebugConsoleDisabledError);
+    const direct = await sandbox!.agent.call('startDebugConsole', { execId: 'd1', args: ['sh'], env: [], rows: 24, columns: 80 }).catch((err: unknown) => err);
+    expect(direct).toBeInstanceOf(AgentCallError);
+    expect(direct).toMatchObject({ code: 7 /* PERMISSION_DENIED */, details: expect.stringContaining('debug_console_enabled') });
   });
 
   it('names a root filesystem that is not there, and leaves nothing of the container behind', async () => {

@@ -4,6 +4,7 @@
 //   kata-ts gitlab config|prepare|run|cleanup  a GitLab Runner custom executor driver
 //   kata-ts ps [--json]                        the sandboxes on this host
 //   kata-ts logs SANDBOX [--follow]            its shim log and guest console
+//   kata-ts exec SANDBOX [-- COMMAND …]        a shell in its guest outside every container (debug console)
 //   kata-ts monitor --listen ADDR              every sandbox's metrics over HTTP for Prometheus
 //   kata-ts check [--json] [--strict]          can this host run sandboxes, and if not, why
 //   kata-ts env [--json]                       the resolved configuration and the versions of what runs
@@ -16,6 +17,7 @@ import { jobCommand, JOB_USAGE } from './kata-ts-job.js';
 import { monitorCommand, MONITOR_USAGE } from './kata-ts-monitor.js';
 import { psCommand, PS_USAGE } from './kata-ts-ps.js';
 import { logsCommand, LOGS_USAGE } from './kata-ts-logs.js';
+import { execCommand, EXEC_USAGE } from './kata-ts-exec.js';
 import { vmCommand, VM_USAGE } from './kata-ts-vm.js';
 
 const USAGE = `usage: kata-ts COMMAND …
@@ -25,6 +27,7 @@ ${JOB_USAGE}
 ${GITLAB_USAGE}
 ${PS_USAGE}
 ${LOGS_USAGE}
+${EXEC_USAGE}
 ${MONITOR_USAGE}
 ${CHECK_USAGE}
 ${ENV_USAGE}
@@ -43,6 +46,8 @@ async function main(argv: string[]): Promise<number> {
       return psCommand(rest);
     case 'logs':
       return logsCommand(rest);
+    case 'exec':
+      return execCommand(rest);
     case 'monitor':
       return monitorCommand(rest);
     case 'check':

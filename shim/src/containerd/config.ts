@@ -50,6 +50,7 @@ export const KEYS: Record<string, KeySpec> = {
   'hypervisor.virtio_fs_cache': { kind: 'string', oneOf: ['auto', 'always', 'none'], apply: (s, v: 'auto') => (s.virtiofsCache = v), show: (c) => c.settings.virtiofsCache },
   'hypervisor.disable_vhost_net': { kind: 'boolean', apply: (s, v: boolean) => (s.disableVhostNet = v), show: (c) => c.settings.disableVhostNet },
   'agent.channel': { kind: 'string', oneOf: ['auto', 'vsock', 'serial'], apply: (s, v: ChannelSetting) => (s.agentChannel = v), show: (c) => c.settings.agentChannel },
+  'agent.debug_console_enabled': { kind: 'boolean', apply: (s, v: boolean) => (s.debugConsoleEnabled = v), show: (c) => c.settings.debugConsoleEnabled },
   'agent.boot_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.bootTimeoutMs = secs(v)), show: (c) => inSecs(c.settings.bootTimeoutMs) },
   'agent.call_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.callTimeoutMs = secs(v)), show: (c) => inSecs(c.settings.callTimeoutMs) },
   'agent.hung_timeout': { kind: 'number', min: 0, apply: (s, v: number) => (s.hungTimeoutMs = secs(v)), show: (c) => inSecs(c.settings.hungTimeoutMs) },

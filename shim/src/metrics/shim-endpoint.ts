@@ -1,8 +1,10 @@
-// A shim's monitoring endpoint: HTTP on a unix socket in its sandbox's run
-// folder (root's alone), GET /metrics in Prometheus's text format and GET
-// /status as JSON. `kata-ts monitor` and `kata-ts ps` find it there.
+// A shim's endpoint: HTTP on a unix socket in its sandbox's run folder
+// (root's alone), GET /metrics in Prometheus's text format and GET /status as
+// JSON, which `kata-ts monitor` and `kata-ts ps` read; and the upgrade that
+// opens a debug console session (`kata-ts exec`), handed to `onUpgrade`.
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
 import type { SandboxCollector } from './sandbox-collector.js';
@@ -19,6 +21,8 @@ export function monitorSocketPath(runDir: string): string {
 const REQUEST_TIMEOUT_MS = 15_000;
 
 export class ShimEndpoint {
+  /** Upgraded connections, which the server no longer tracks. */
+  readonly #sessions = new Set<Duplex>();
   /** One snapshot at a time: concurrent scrapes share the one under way. */
   #metricsInFlight: Promise<string> | undefined;
 
@@ -28,10 +32,26 @@ export class ShimEndpoint {
   ) {}
 
   /** metrics: made at the first scrape. */
-  static async start(socketPath: string, collector: SandboxCollector, metrics: () => Promise<ShimMetrics>, log: Logger): Promise<ShimEndpoint> {
+  static async start(
+    socketPath: string,
+    collector: SandboxCollector,
+    metrics: () => Promise<ShimMetrics>,
+    log: Logger,
+    onUpgrade?: (req: IncomingMessage, socket: Duplex) => Promise<void>,
+  ): Promise<ShimEndpoint> {
     const server = createServer({ requestTimeout: REQUEST_TIMEOUT_MS });
     const endpoint = new ShimEndpoint(server, socketPath);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => void endpoint.#answer(req, res, collector, metrics, log));
+    // An upgraded connection is the session's: it lasts as long as the operator's shell does.
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+      if (!onUpgrade) return socket.destroy();
+      endpoint.#sessions.add(socket);
+      socket.once('close', () => endpoint.#sessions.delete(socket));
+      onUpgrade(req, socket).catch((err: Error) => {
+        log.warn('debug console session failed', { error: err.message });
+        socket.destroy();
+      });
+    });
     server.on('clientError', (_err, socket) => socket.destroy());
     // A socket left by a shim that was killed would refuse the bind.
     await unlink(socketPath).catch(() => undefined);
@@ -71,6 +91,7 @@ export class ShimEndpoint {
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
+    for (const session of this.#sessions) session.destroy();
     await closed;
     await unlink(this.socketPath).catch(() => undefined);
   }

@@ -3,6 +3,7 @@
 // until the VM exits. The metrics themselves load at the first scrape. Nothing
 // here can fail the sandbox.
 import type { Logger } from '../../../common/log.js';
+import { serveDebugConsole } from '../debug-console/console-session.js';
 import { AgentCallRecorder } from '../sandbox/agent-call-channel.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { SandboxCollector } from './sandbox-collector.js';
@@ -42,7 +43,7 @@ async function serve(sandbox: Sandbox, calls: AgentCallRecorder, o: MonitoringSo
   const socketPath = monitorSocketPath(sandbox.vm.runDir);
   let endpoint: ShimEndpoint;
   try {
-    endpoint = await ShimEndpoint.start(socketPath, collector, lazyMetrics(calls), o.log);
+    endpoint = await ShimEndpoint.start(socketPath, collector, lazyMetrics(calls), o.log, (req, socket) => serveDebugConsole(req, socket, sandbox, o.log));
   } catch (err) {
     // The VM may have gone with its run folder meanwhile.
     o.log.warn('cannot serve the sandbox metrics', { socket: socketPath, error: (err as Error).message });

@@ -56,3 +56,14 @@ export class SpecError extends Error {
     this.name = 'SpecError';
   }
 }
+
+/** The sandbox's configuration leaves the debug console off (agent.debug_console_enabled). */
+export class DebugConsoleDisabledError extends Error {
+  constructor(readonly sandboxId: string) {
+    super(
+      `sandbox ${sandboxId}: the debug console is off; set debug_console_enabled = true in the [agent] section of the configuration ` +
+        '(a root shell in the guest outside every container: see docs/configuration.md) and start the sandbox again',
+    );
+    this.name = 'DebugConsoleDisabledError';
+  }
+}

@@ -9,7 +9,7 @@ import { chooseAccel, chooseChannel, probeHost, type HostProbe } from '../hyperv
 import { QemuVm } from '../hypervisor/vm.js';
 import type { LaunchVmm, Vmm } from '../hypervisor/vmm.js';
 import type { AgentClient } from './agent-client.js';
-import { SpecError } from './errors.js';
+import { DebugConsoleDisabledError, SpecError } from './errors.js';
 import type { ContainerStats, ProcessInfo } from '../../../proto/gen/agent.js';
 import { bindMount, inspectSource, makeSharedMountPoint, shareSource, unmountAndRemove, unshareSource } from './host-mounts.js';
 import { planMounts, podNamespacesToJoin, type PodRole, type SpecLike } from './pod-placement.js';
@@ -213,7 +213,13 @@ export class Sandbox {
       const answered = performance.now();
       const details = await agent.call('getGuestDetails', {});
       const detailsAt = performance.now();
-      await agent.call('createSandbox', { sandboxId: id, hostname: '', sharedFsTag: SHARED_FS_TAG, outputFlushMs: settings.outputFlushMs });
+      await agent.call('createSandbox', {
+        sandboxId: id,
+        hostname: '',
+        sharedFsTag: SHARED_FS_TAG,
+        outputFlushMs: settings.outputFlushMs,
+        debugConsoleEnabled: settings.debugConsoleEnabled,
+      });
       opts.signal?.throwIfAborted();
       const ready = performance.now();
       // The guest clock starts with the kernel; the reply's uptime was read about midway through the call.
@@ -346,6 +352,14 @@ export class Sandbox {
     // The output streams wait in the agent until the process exists.
     const { pid } = await res;
     return { pid, process: new ProcessHandle(this.agent, containerId, execId) };
+  }
+
+  /** A process outside every container, on a terminal of its own; refused unless the settings enable the debug console. */
+  async startDebugConsole(execId: string, args: string[], env: string[], size: { rows: number; columns: number }): Promise<{ pid: number; process: ProcessHandle }> {
+    if (!this.settings.debugConsoleEnabled) throw new DebugConsoleDisabledError(this.id);
+    const { pid } = await this.agent.call('startDebugConsole', { execId, args, env, ...size });
+    this.log.warn('debug console process started in the guest', { exec: execId, command: args[0], pid });
+    return { pid, process: new ProcessHandle(this.agent, '', execId) };
   }
 
   /** Answers at the guest's next OOM kill with the container it hit; fails once the sandbox is gone. */

@@ -44,6 +44,11 @@ export interface SandboxSettings {
   userNat: boolean;
   /** How long a process's output may still arrive after its exit before it is cut. */
   outputFlushMs: number;
+  /**
+   * `kata-ts exec` may run a shell in the guest outside every container: whoever can reach the
+   * shim's socket (root) gets root in the guest, past every container's confinement.
+   */
+  debugConsoleEnabled: boolean;
 }
 
 export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'> = {
@@ -70,4 +75,5 @@ export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'>
   hostNetwork: 'refuse',
   userNat: false,
   outputFlushMs: 2000,
+  debugConsoleEnabled: false,
 };
