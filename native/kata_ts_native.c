@@ -1,8 +1,10 @@
 // The few system calls Node cannot make itself: AF_VSOCK sockets, receiving a
 // file descriptor over a unix socket (crun's --console-socket), a listening
 // unix socket to hand to a child, opening a pty and setting its window size, mount/umount,
-// sync, pointing stdio at /dev/null in one step, and opening a tap device in
-// another network namespace. Everything else stays in TypeScript.
+// sync, pointing stdio at /dev/null in one step, opening a tap device in
+// another network namespace, a memfd filled from a file (a template's guest
+// RAM), and reseeding the guest's random generators and setting its clock in
+// a VM restored from a template. Everything else stays in TypeScript.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +17,10 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/random.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -345,6 +350,121 @@ static napi_value do_umount(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// memfdFromFile(path, name): a new memfd of the file's size holding its data,
+// with the file's holes and zero pages left as holes, so the memfd takes only
+// the memory of what the file really holds.
+static napi_value memfd_from_file(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[4096], name[64];
+  if (argc < 2 || get_string(env, argv[0], path, sizeof path) || get_string(env, argv[1], name, sizeof name)) return NULL;
+  int in = open(path, O_RDONLY | O_CLOEXEC);
+  if (in < 0) return throw_errno(env, "open", errno);
+  off_t size = lseek(in, 0, SEEK_END);
+  int out = memfd_create(name, MFD_CLOEXEC);
+  if (size < 0 || out < 0 || ftruncate(out, size) < 0) {
+    int err = errno;
+    close(in);
+    if (out >= 0) close(out);
+    return throw_errno(env, "memfd of the file's size", err);
+  }
+  enum { CHUNK = 1 << 20, PAGE = 4096 };
+  static const char zero[PAGE];
+  char *buf = malloc(CHUNK);
+  int err = buf ? 0 : ENOMEM;
+  off_t pos = 0;
+  while (!err && pos < size) {
+    off_t data = lseek(in, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno != ENXIO) err = errno;  // ENXIO: only a hole is left
+      break;
+    }
+    off_t hole = lseek(in, data, SEEK_HOLE);
+    if (hole < 0) hole = size;
+    for (off_t at = data; !err && at < hole;) {
+      size_t want = (size_t)(hole - at) < CHUNK ? (size_t)(hole - at) : CHUNK;
+      ssize_t got = pread(in, buf, want, at);
+      if (got <= 0) {
+        err = got < 0 ? errno : EIO;
+        break;
+      }
+      for (ssize_t off = 0; off < got; off += PAGE) {
+        size_t n = (size_t)(got - off) < PAGE ? (size_t)(got - off) : PAGE;
+        if (memcmp(buf + off, zero, n) == 0) continue;
+        if (pwrite(out, buf + off, n, at + off) != (ssize_t)n) {
+          err = errno ? errno : EIO;
+          break;
+        }
+      }
+      at += got;
+    }
+    pos = hole;
+  }
+  free(buf);
+  close(in);
+  if (err) {
+    close(out);
+    return throw_errno(env, "copying the file into the memfd", err);
+  }
+  napi_value result;
+  napi_create_int32(env, out, &result);
+  return result;
+}
+
+// Node links OpenSSL in; weak, so the addon still loads in a Node that does not export it.
+extern void RAND_add(const void *buf, int num, double randomness) __attribute__((weak));
+
+// reseedRandom(entropy): credits the bytes to the kernel's input pool, makes
+// the kernel's generator reseed from it now (not at its next scheduled
+// reseed), then makes this process's OpenSSL generator reseed too. In a VM
+// restored from a template both held the template's state.
+static napi_value reseed_random(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc = 1;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *data;
+  size_t len;
+  if (argc < 1 || napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok || len == 0 || len > 512) {
+    napi_throw_type_error(env, NULL, "entropy must be a Buffer of 1 to 512 bytes");
+    return NULL;
+  }
+  struct rand_pool_info *pool = malloc(sizeof *pool + len);
+  if (!pool) return throw_errno(env, "malloc", ENOMEM);
+  pool->entropy_count = (int)(len * 8);
+  pool->buf_size = (int)len;
+  memcpy(pool->buf, data, len);
+  int fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+  int err = 0;
+  if (fd < 0) err = errno;
+  else if (ioctl(fd, RNDADDENTROPY, pool) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0) err = errno;
+  if (fd >= 0) close(fd);
+  free(pool);
+  if (err) return throw_errno(env, "reseeding the kernel's random generator", err);
+  if (!RAND_add) {
+    napi_throw_error(env, NULL, "this Node does not export OpenSSL's RAND_add: its random generator cannot be reseeded");
+    return NULL;
+  }
+  // Additional input for a reseed that also draws fresh entropy from the (reseeded) kernel.
+  RAND_add(data, (int)len, (double)len);
+  return NULL;
+}
+
+// setRealtimeClock(ms): the wall clock, in ms since the epoch.
+static napi_value set_realtime_clock(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc = 1;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double ms;
+  if (argc < 1 || napi_get_value_double(env, argv[0], &ms) != napi_ok || ms < 0) {
+    napi_throw_type_error(env, NULL, "ms must be a non-negative number");
+    return NULL;
+  }
+  struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
+  if (clock_settime(CLOCK_REALTIME, &ts) < 0) return throw_errno(env, "clock_settime", errno);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"vsockBind", NULL, vsock_bind, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -360,6 +480,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"detachStdio", NULL, detach_stdio, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sync", NULL, do_sync, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setXattr", NULL, set_xattr, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"memfdFromFile", NULL, memfd_from_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"reseedRandom", NULL, reseed_random, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setRealtimeClock", NULL, set_realtime_clock, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

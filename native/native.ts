@@ -28,6 +28,12 @@ export interface NativeAddon {
   sync(): void;
   /** lsetxattr(2) with a string value. */
   setXattr(path: string, name: string, value: string): void;
+  /** A close-on-exec memfd of the file's size with its data; its holes and zero pages stay holes. */
+  memfdFromFile(path: string, name: string): number;
+  /** Credits the bytes to the kernel's pool, reseeds the kernel's generator now, then OpenSSL's. */
+  reseedRandom(entropy: Buffer): void;
+  /** Sets CLOCK_REALTIME (ms since the epoch). */
+  setRealtimeClock(ms: number): void;
 }
 
 export const ADDON_FILE = 'kata_ts_native.node';

@@ -1,5 +1,6 @@
 // kata-ts agent entry point: runs as the child of the guest init, serves the
 // Agent gRPC service on the virtio-serial port and/or vsock.
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setFlagsFromString } from 'node:v8';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
@@ -41,6 +42,9 @@ async function main(): Promise<void> {
     process.exit(70);
   });
   const native = loadNative();
+  // OpenSSL's generator is made at its first use; made here, before a template of this VM can be
+  // saved, every clone holds the same one, and SetupClone's reseed is what tells them apart.
+  randomBytes(16);
   const sandbox = new Sandbox(DEFAULT_PATHS, native, log);
   const channelSetting = options.get('channel') ?? 'serial';
   let listeningAt = 0;
@@ -49,6 +53,7 @@ async function main(): Promise<void> {
     AgentService,
     createAgentService({
       sandbox,
+      native,
       log,
       channel: channelSetting,
       initUptimeMs: Number(process.env.KATA_TS_INIT_UPTIME_MS ?? 0),

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from '../../common/log.js';
+import type { NativeAddon } from '../../native/native.js';
 import {
   HealthCheckResponse_ServingStatus,
   type AgentServer,
@@ -13,6 +14,7 @@ import {
   type ProcessRef,
 } from '../../proto/gen/agent.js';
 import { toAgentError, invalidArgument } from './errors.js';
+import { setupClone } from './clone-setup.js';
 import { readGuestMetrics } from './guest-metrics.js';
 import { updateInterface, updateRoutes } from './guest-network.js';
 import type { OutputPipe } from './output-pipe.js';
@@ -24,6 +26,7 @@ export const AGENT_VERSION = '0.1.0';
 
 export interface ServiceContext {
   sandbox: Sandbox;
+  native: NativeAddon;
   log: Logger;
   channel: string;
   initUptimeMs: number;
@@ -158,5 +161,10 @@ export function createAgentService(ctx: ServiceContext): AgentServer {
     check: unary(ctx, 'Check', async () => ({ status: HealthCheckResponse_ServingStatus.SERVING })),
     getGuestMetrics: unary(ctx, 'GetGuestMetrics', () => readGuestMetrics(sandbox.containersCgroup)),
     startDebugConsole: unary(ctx, 'StartDebugConsole', async (req) => ({ pid: await sandbox.startDebugConsole(req) })),
+    setupClone: unary(ctx, 'SetupClone', async (req) => {
+      const done = await setupClone(ctx.native, req);
+      ctx.log.info('clone set up', { devicesWaitMs: done.devicesWaitMs, macs: req.macs.length, sharedFs: req.sharedFs });
+      return done;
+    }),
   };
 }

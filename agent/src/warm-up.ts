@@ -20,6 +20,7 @@ export async function warmUp(): Promise<void> {
     AgentService,
     createAgentService({
       sandbox: new Sandbox(DEFAULT_PATHS, {} as NativeAddon, log),
+      native: {} as NativeAddon,
       log,
       channel: 'warm-up',
       initUptimeMs: 0,

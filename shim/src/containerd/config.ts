@@ -54,6 +54,8 @@ export const KEYS: Record<string, KeySpec> = {
   'agent.boot_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.bootTimeoutMs = secs(v)), show: (c) => inSecs(c.settings.bootTimeoutMs) },
   'agent.call_timeout': { kind: 'number', min: 1, apply: (s, v: number) => (s.callTimeoutMs = secs(v)), show: (c) => inSecs(c.settings.callTimeoutMs) },
   'agent.hung_timeout': { kind: 'number', min: 0, apply: (s, v: number) => (s.hungTimeoutMs = secs(v)), show: (c) => inSecs(c.settings.hungTimeoutMs) },
+  'factory.enable_template': { kind: 'boolean', apply: (s, v: boolean) => (s.templateEnabled = v), show: (c) => c.settings.templateEnabled },
+  'factory.template_path': { kind: 'string', apply: (s, v: string) => (s.templatePath = v), show: (c) => c.settings.templatePath },
   'runtime.shutdown_timeout': { kind: 'number', min: 0, apply: (s, v: number) => (s.shutdownTimeoutMs = secs(v)), show: (c) => inSecs(c.settings.shutdownTimeoutMs) },
   'runtime.output_flush_timeout': { kind: 'number', min: 0.1, apply: (s, v: number) => (s.outputFlushMs = Math.round(secs(v))), show: (c) => inSecs(c.settings.outputFlushMs) },
   'runtime.run_root': { kind: 'string', apply: (s, v: string) => (s.runRoot = v), show: (c) => c.settings.runRoot },

@@ -24,12 +24,24 @@ function memoryArgs(d: VmDescription): string[] {
     `${d.cpus},maxcpus=${d.maxCpus}`,
     '-m',
     `${d.memoryMiB}M,slots=${d.memorySlots},maxmem=${d.maxMemoryMiB}M`,
-    // virtio-fs needs guest RAM that virtiofsd can map: a shared memfd bound to the NUMA node.
+    // virtio-fs needs guest RAM that virtiofsd can map: a shared memfd (or file) bound to the NUMA node.
     '-object',
-    `memory-backend-memfd,id=ram0,size=${d.memoryMiB}M,share=on`,
+    ramBackend(d),
     '-numa',
     'node,memdev=ram0',
   ];
+}
+
+function ramBackend(d: VmDescription): string {
+  const common = `id=ram0,size=${d.memoryMiB}M,share=on`;
+  if (!d.ramFile) return `memory-backend-memfd,${common}`;
+  const path = 'path' in d.ramFile ? d.ramFile.path : `/proc/self/fd/${PASSED_FD_BASE + d.ramFile.fdIndex}`;
+  return `memory-backend-file,${common},mem-path=${qemuValue(path)}`;
+}
+
+/** Root ports for hot-plug; the same in a template and its clones, so every device keeps its PCI address. */
+function hotplugPortArgs(d: VmDescription): string[] {
+  return Array.from({ length: d.hotplugPorts ?? 0 }, (_, i) => ['-device', `pcie-root-port,id=rp${i},bus=pcie.0,chassis=${i + 1}`]).flat();
 }
 
 function bootArgs(d: VmDescription): string[] {
@@ -55,7 +67,7 @@ function rootfsArgs(d: VmDescription): string[] {
 }
 
 function sharedFsArgs(d: VmDescription): string[] {
-  if (!d.sharedFs) return [];
+  if (!d.sharedFs || d.lateDevices) return [];
   return [
     '-chardev',
     `socket,id=virtiofs0,path=${qemuValue(d.sharedFs.socketPath)}`,
@@ -68,6 +80,7 @@ function sharedFsArgs(d: VmDescription): string[] {
 export const PASSED_FD_BASE = 3;
 
 function networkArgs(d: VmDescription): string[] {
+  if (d.lateDevices) return [];
   return (d.networks ?? []).flatMap((n, i) => {
     const tap = 'fdIndex' in n.tap ? `fd=${PASSED_FD_BASE + n.tap.fdIndex}` : `ifname=${qemuValue(n.tap.ifname)},script=no,downscript=no,vnet_hdr=on`;
     const mtu = n.mtu === undefined ? '' : `,host_mtu=${n.mtu}`;
@@ -106,6 +119,7 @@ export function renderQemuArgs(d: VmDescription): string[] {
     ...memoryArgs(d),
     ...bootArgs(d),
     ...rootfsArgs(d),
+    ...hotplugPortArgs(d),
     ...sharedFsArgs(d),
     ...networkArgs(d),
     ...channelArgs(d.agentChannel),
@@ -121,6 +135,7 @@ export function renderQemuArgs(d: VmDescription): string[] {
     ...qmpArgs(d),
     '-pidfile',
     d.pidFilePath,
+    ...(d.incoming ? ['-incoming', 'defer'] : []),
     '-nodefaults',
     '-no-user-config',
     '-nographic',
@@ -128,6 +143,41 @@ export function renderQemuArgs(d: VmDescription): string[] {
     '-sandbox',
     'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
   ];
+}
+
+export interface QmpCommand {
+  execute: string;
+  arguments: Record<string, unknown>;
+}
+
+/**
+ * The QMP commands that add a restored VM's late devices, in order: the share on rp0, then each
+ * NIC on the next port, as the command line would have them.
+ */
+export function lateDeviceCommands(d: VmDescription): QmpCommand[] {
+  if (!d.lateDevices) return [];
+  const networks = d.networks ?? [];
+  const needed = (d.sharedFs ? 1 : 0) + networks.length;
+  if (needed > (d.hotplugPorts ?? 0)) throw new Error(`${needed} late devices need as many root ports; the VM has ${d.hotplugPorts ?? 0}`);
+  const commands: QmpCommand[] = [];
+  if (d.sharedFs) {
+    commands.push(
+      { execute: 'chardev-add', arguments: { id: 'virtiofs0', backend: { type: 'socket', data: { addr: { type: 'unix', data: { path: d.sharedFs.socketPath } }, server: false } } } },
+      { execute: 'device_add', arguments: { driver: 'vhost-user-fs-pci', id: 'fs0', bus: 'rp0', chardev: 'virtiofs0', tag: d.sharedFs.tag, 'queue-size': 1024 } },
+    );
+  }
+  const firstPort = d.sharedFs ? 1 : 0;
+  networks.forEach((n, i) => {
+    const tap = 'fdIndex' in n.tap ? { fd: String(PASSED_FD_BASE + n.tap.fdIndex) } : { ifname: n.tap.ifname, script: 'no', downscript: 'no', vnet_hdr: true };
+    commands.push(
+      { execute: 'netdev_add', arguments: { type: 'tap', id: `net${i}`, ...tap, vhost: n.vhost } },
+      {
+        execute: 'device_add',
+        arguments: { driver: 'virtio-net-pci', id: `nic${i}`, bus: `rp${firstPort + i}`, netdev: `net${i}`, mac: n.mac, ...(n.mtu === undefined ? {} : { host_mtu: n.mtu }), romfile: '' },
+      },
+    );
+  });
+  return commands;
 }
 
 /** QEMU's command; unshare(1) execs QEMU in place, so the pid stays QEMU's and its namespace the new one. */

@@ -53,6 +53,18 @@ export interface VmDescription {
   ownNetworkNamespace?: boolean;
   /** The VMM is killed when the process that started it dies, SIGKILL included (a job's runner). */
   dieWithOwner?: boolean;
+  /**
+   * Guest RAM in a file instead of an anonymous memfd (shared either way, so virtiofsd can map
+   * it): a template's, whose pages then stay in the file; or a clone's, a memfd filled from that
+   * file and passed to the VMM (fd 3 + fdIndex).
+   */
+  ramFile?: { path: string } | { fdIndex: number };
+  /** PCIe root ports rp0, rp1, …: room for devices added after the start (rp0: the share, then the NICs). */
+  hotplugPorts?: number;
+  /** The shared filesystem and the NICs are added over QMP once the VM runs (a restored VM), not at the start. */
+  lateDevices?: boolean;
+  /** The VMM starts waiting for a saved VM (-incoming defer), whose state it reads from a passed fd (3 + fdIndex). */
+  incoming?: { fdIndex: number };
   /** Guest console output goes to this file. */
   consoleLogPath: string;
   qmpSocketPath: string;

@@ -1,12 +1,11 @@
 // A sandbox seen from the host: one VM with its agent, holding containers.
 // Knows nothing of containerd; the shim and the demo build on it.
-import { readFile, readdir, stat, mkdir, rmdir, writeFile } from 'node:fs/promises';
+import { readdir, stat, mkdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type net from 'node:net';
 import type { Logger } from '../../../common/log.js';
 import { loadNative, type NativeAddon } from '../../../native/native.js';
 import { chooseAccel, chooseChannel, probeHost, type HostProbe } from '../hypervisor/accel.js';
-import { QemuVm } from '../hypervisor/vm.js';
 import type { LaunchVmm, Vmm } from '../hypervisor/vmm.js';
 import type { AgentClient } from './agent-client.js';
 import { DebugConsoleDisabledError, SpecError } from './errors.js';
@@ -16,28 +15,18 @@ import { planMounts, podNamespacesToJoin, type PodRole, type SpecLike } from './
 import { ProcessHandle } from './process-handle.js';
 import { sandboxDirs } from './sandbox-dirs.js';
 import type { SandboxSettings } from './settings.js';
-import { startVsockProxy } from '../../../native/vsock-proxy.js';
 import { rejectedOnAbort } from '../../../common/settle.js';
 import { LivenessWatch } from './liveness.js';
 import { PodNetwork, useVhostNet, type PreparedNic } from '../network/pod-network.js';
 import { tapName } from '../network/tc-mirror.js';
 import { resolvConfMount, USER_NAT_INTERFACE, USER_NAT_RESOLV_CONF, UserNat } from '../network/user-nat.js';
-import { AGENT_SOCKET_FILE, planVm, SHARED_FS_TAG, type PlannedNetwork } from './vm-plan.js';
+import { planVm, type PlannedNetwork } from './vm-plan.js';
+import { bootVm, type BootTimeline } from './vm-boot.js';
 import { localMac, randomGuestCid } from './vm-random.js';
 
 export { guestCmdline, SERIAL_PORT_NAME, SHARED_FS_TAG } from './vm-plan.js';
-export const AGENT_VSOCK_PORT = 1024;
+export { AGENT_VSOCK_PORT, type BootTimeline } from './vm-boot.js';
 
-/** Milliseconds from QEMU spawn (host clock) to each boot phase. */
-export interface BootTimeline {
-  accel: string;
-  channel: string;
-  kernelStartMs: number;
-  initMs: number;
-  agentListeningMs: number;
-  agentAnsweredMs: number;
-  sandboxReadyMs: number;
-}
 
 export interface ContainerOptions {
   /** The container's OCI runtime spec (its root.path is replaced). */
@@ -149,7 +138,6 @@ export class Sandbox {
     opts.signal?.throwIfAborted();
     const native = loadNative();
     const { vmDir, sharedDir } = sandboxDirs(settings.runRoot, name);
-    const agentSocket = join(vmDir, AGENT_SOCKET_FILE);
     const image = await stat(settings.imagePath);
 
     let network: PodNetwork | undefined;
@@ -174,7 +162,6 @@ export class Sandbox {
       ...(planned ? { network: planned } : {}),
       ...(opts.dieWithOwner ? { dieWithOwner: true } : {}),
     });
-    const { agentChannel } = description;
     log.info('guest kernel command line', { sandbox: id, cmdline: description.kernel.cmdline.join(' ') });
     try {
       await makeSharedMountPoint(native, sharedDir);
@@ -182,69 +169,33 @@ export class Sandbox {
       await network?.detach();
       throw err;
     }
-    let vm: Vmm | undefined;
-    let proxy: net.Server | undefined;
-    let agent: AgentClient | undefined;
     const aborted = rejectedOnAbort(opts.signal);
     try {
-      vm = await (opts.launchVmm ?? QemuVm.launch)({
+      const booted = await bootVm({
+        id,
         description,
-        runDir: vmDir,
-        virtiofsd: { binary: settings.virtiofsdBinary, sharedDir, cache: settings.virtiofsCache, ...(opts.dieWithOwner ? { dieWithOwner: true } : {}) },
-        ...(network ? { passFds: network.tapFds } : {}),
+        settings,
+        native,
+        sharedDir,
+        vmDir,
+        tapFds: network?.tapFds ?? [],
+        ...(opts.launchVmm ? { launchVmm: opts.launchVmm } : {}),
+        ...(opts.onLaunched ? { onLaunched: opts.onLaunched } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        aborted: aborted.promise,
+        ...(opts.dieWithOwner ? { dieWithOwner: true } : {}),
         log: log.child({ sandbox: id }),
       });
-      // QEMU holds the taps now: they go away with it.
-      network?.closeTapFds();
-      opts.onLaunched?.();
-      if (agentChannel.kind === 'vsock') proxy = await startVsockProxy(native, agentSocket, agentChannel.guestCid, AGENT_VSOCK_PORT);
-      const theVm = vm;
-      // Loaded while the guest boots: grpc-js and the agent API take ~130 ms to load, and QEMU should not wait for them.
-      const { AgentClient } = await import('./agent-client.js');
-      agent = new AgentClient({
-        sandboxId: id,
-        socketPath: agentSocket,
-        vmExited: vm.exited,
-        deathDetail: () => theVm.stderr() || 'see the guest console log',
-        defaultTimeoutMs: settings.callTimeoutMs,
-      });
-      await Promise.race([agent.waitReady(Date.now() + settings.bootTimeoutMs, settings.bootTimeoutMs), aborted.promise]);
-      opts.signal?.throwIfAborted();
-      const answered = performance.now();
-      const details = await agent.call('getGuestDetails', {});
-      const detailsAt = performance.now();
-      await agent.call('createSandbox', {
-        sandboxId: id,
-        hostname: '',
-        sharedFsTag: SHARED_FS_TAG,
-        outputFlushMs: settings.outputFlushMs,
-        debugConsoleEnabled: settings.debugConsoleEnabled,
-      });
-      opts.signal?.throwIfAborted();
-      const ready = performance.now();
-      // The guest clock starts with the kernel; the reply's uptime was read about midway through the call.
-      const kernelStart = (answered + detailsAt) / 2 - details.uptimeMs - vm.spawnedAt;
-      const timeline: BootTimeline = {
-        accel: accel.value,
-        channel: channel.value,
-        kernelStartMs: Math.round(kernelStart),
-        initMs: Math.round(kernelStart + details.initUptimeMs),
-        agentListeningMs: Math.round(kernelStart + details.agentListeningUptimeMs),
-        agentAnsweredMs: Math.round(answered - vm.spawnedAt),
-        sandboxReadyMs: Math.round(ready - vm.spawnedAt),
-      };
-      log.info('sandbox ready', { sandbox: id, ...timeline, guestKernel: details.kernelRelease });
-      return new Sandbox(id, vm, agent, timeline, sharedDir, vmDir, settings, native, proxy, network ?? preparedNic, log.child({ sandbox: id }));
+      log.info('sandbox ready', { sandbox: id, ...booted.timeline });
+      return new Sandbox(id, booted.vm, booted.agent, booted.timeline, sharedDir, vmDir, settings, native, booted.proxy, network ?? preparedNic, log.child({ sandbox: id }));
     } catch (err) {
-      const consoleTail = await readFile(description.consoleLogPath, 'utf8').catch(() => '');
-      log.error('sandbox failed to start', { sandbox: id, error: (err as Error).message, console: consoleTail.slice(-2000) || undefined });
-      agent?.close();
-      proxy?.close();
-      await vm?.stop({ gracefulMs: 0 });
+      log.error('sandbox failed to start', { sandbox: id, error: (err as Error).message });
       await network?.detach();
       await unmountAndRemove(native, sharedDir).catch(() => undefined);
       throw err;
     } finally {
+      // QEMU holds the taps now (or is gone): they go away with it.
+      network?.closeTapFds();
       aborted.dispose();
     }
   }

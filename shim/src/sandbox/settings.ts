@@ -49,6 +49,10 @@ export interface SandboxSettings {
    * shim's socket (root) gets root in the guest, past every container's confinement.
    */
   debugConsoleEnabled: boolean;
+  /** Restore the VM from a template of its shape (made on first use) instead of booting it. */
+  templateEnabled: boolean;
+  /** Where templates are kept, one folder per key. */
+  templatePath: string;
 }
 
 export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'> = {
@@ -76,4 +80,6 @@ export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'>
   userNat: false,
   outputFlushMs: 2000,
   debugConsoleEnabled: false,
+  templateEnabled: false,
+  templatePath: '/var/cache/kata-ts/templates',
 };
