@@ -65,6 +65,8 @@ for d in etc opt; do
   mount -t overlay overlay -o "lowerdir=/$d,upperdir=$W/$d-upper,workdir=$W/$d-work" "/$d"
 done
 mkdir -p /etc/cni /opt/cni
+# The host may have its own (containerd's CRI plugin makes /etc/cni/net.d): hidden in the overlay only.
+rm -rf /etc/cni/net.d /opt/cni/bin
 ln -s "$C" /etc/cni/net.d
 ln -s /usr/lib/cni /opt/cni/bin
 exec ctr "$@"`;

@@ -24,7 +24,7 @@ export function leftovers(): string[] {
     const target = line.split(' ')[4] ?? '';
     if (target.startsWith('/run/kata-ts/')) found.push(`mount ${target}`);
   }
-  for (const dir of ['/run/kata-ts/vm', '/run/kata-ts/shared']) {
+  for (const dir of ['/run/kata-ts/vm', '/run/kata-ts/shared', '/run/kata-ts/template']) {
     try {
       for (const entry of readdirSync(dir)) found.push(`dir ${dir}/${entry}`);
     } catch {

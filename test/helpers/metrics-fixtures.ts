@@ -12,7 +12,7 @@ export function sampleStatus(over: Partial<SandboxStatus> = {}): SandboxStatus {
     accel: 'tcg',
     channel: 'serial',
     startedAt: '2026-01-01T00:00:00.000Z',
-    timeline: { kernelStartMs: 120, initMs: 450, agentListeningMs: 1500, agentAnsweredMs: 1900, sandboxReadyMs: 2410 },
+    timeline: { boot: 'cold', kernelStartMs: 120, initMs: 450, agentListeningMs: 1500, agentAnsweredMs: 1900, sandboxReadyMs: 2410 },
     containers: [
       { id: POD_ID, status: 'running', execs: 0 },
       { id: 'a'.repeat(64), status: 'running', execs: 2 },

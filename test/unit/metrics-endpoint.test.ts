@@ -37,7 +37,7 @@ const STATS = { memory: { usage: 5 << 20 }, cpu: { usageUsec: 250_000 }, io: [] 
 /** A sandbox whose VM is this test process, and whose agent answers from a script. */
 function scriptedSandbox(agent: (method: string) => Promise<unknown>): CollectorSources['sandbox'] {
   return {
-    timeline: { accel: 'tcg', channel: 'serial', kernelStartMs: 100, initMs: 400, agentListeningMs: 1200, agentAnsweredMs: 1500, sandboxReadyMs: 2000 },
+    timeline: { accel: 'tcg', channel: 'serial', boot: 'cold', kernelStartMs: 100, initMs: 400, agentListeningMs: 1200, agentAnsweredMs: 1500, sandboxReadyMs: 2000 },
     vm: { spawnedAt: performance.now() - 5000, processes: () => [{ role: 'vmm', pid: process.pid }] },
     agent: { call: (method: string) => agent(method) },
   } as unknown as CollectorSources['sandbox'];
@@ -98,7 +98,7 @@ describe('a shim endpoint behind kata-ts monitor', () => {
     await new Promise((r) => setImmediate(r));
     const text = await getFromShim(endpoint.socketPath, '/metrics', 2000);
     expect(text).toContain('kata_ts_boot_phase_seconds{phase="sandbox_ready"} 2');
-    expect(text).toContain('kata_ts_sandbox_info{accel="tcg",channel="serial"} 1');
+    expect(text).toContain('kata_ts_sandbox_info{accel="tcg",channel="serial",boot="cold"} 1');
     expect(text).toContain(`kata_ts_guest_memory_bytes{kind="available"} ${180 << 20}`);
     expect(text).toContain('kata_ts_guest_cpu_seconds_total{mode="user"} 1.5');
     expect(text).toContain(`kata_ts_container_memory_bytes{container_id="c1"} ${5 << 20}`);

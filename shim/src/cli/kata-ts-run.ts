@@ -88,9 +88,9 @@ async function main(): Promise<number> {
     const ms = (x: number) => `${Math.round(x)} ms`;
     const lines = [
       `accel=${t.accel} channel=${t.channel}`,
-      `qemu spawn → kernel start    ${ms(t.kernelStartMs)}`,
-      `           → init            ${ms(t.initMs)}`,
-      `           → agent listening ${ms(t.agentListeningMs)}`,
+      ...(t.boot === 'template'
+        ? [`qemu spawn → restored        ${ms(t.restoredMs ?? 0)} (from its template)`]
+        : [`qemu spawn → kernel start    ${ms(t.kernelStartMs)}`, `           → init            ${ms(t.initMs)}`, `           → agent listening ${ms(t.agentListeningMs)}`]),
       `           → agent answered  ${ms(t.agentAnsweredMs)}`,
       `           → sandbox ready   ${ms(t.sandboxReadyMs)}`,
       `           → container started ${ms(startedDone - sandbox.vm.spawnedAt)} (create+start took ${ms(startedDone - started)})`,

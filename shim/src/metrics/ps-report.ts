@@ -73,7 +73,11 @@ export function renderPsTable(report: PsReport): string {
     report.sandboxes.forEach((s, i) => {
       const t = s.timeline;
       out.push(lines[i + 1]!);
-      out.push(`  boot        kernel ${secs(t.kernelStartMs)}  init ${secs(t.initMs)}  agent listening ${secs(t.agentListeningMs)}  answered ${secs(t.agentAnsweredMs)}  ready ${secs(t.sandboxReadyMs)}`);
+      const guest =
+        t.boot === 'template'
+          ? `restored from its template ${secs(t.restoredMs ?? 0)}`
+          : `kernel ${secs(t.kernelStartMs)}  init ${secs(t.initMs)}  agent listening ${secs(t.agentListeningMs)}`;
+      out.push(`  boot        ${guest}  answered ${secs(t.agentAnsweredMs)}  ready ${secs(t.sandboxReadyMs)}`);
       const containers = s.containers.map((c) => `${shortId(c.id)} ${c.status}${c.execs > 0 ? ` (${c.execs} exec${c.execs === 1 ? '' : 's'})` : ''}`);
       out.push(`  containers  ${containers.join(', ') || '-'}`);
       out.push(`  memory      ${s.processes.map((p) => `${p.role} ${formatBytes(p.pssBytes ?? p.rssBytes)}`).join('  ')}`);

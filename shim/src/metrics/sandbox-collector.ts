@@ -31,7 +31,7 @@ export class SandboxCollector {
 
   async status(): Promise<SandboxStatus> {
     const { sandbox, identity } = this.o;
-    const { accel, channel, kernelStartMs, initMs, agentListeningMs, agentAnsweredMs, sandboxReadyMs } = sandbox.timeline;
+    const { accel, channel, ...timeline } = sandbox.timeline;
     const pids: { role: HostProcessRole; pid: number }[] = [
       ...sandbox.vm.processes().map((p) => ({ role: ROLE_OF[p.role], pid: p.pid })),
       { role: 'shim', pid: process.pid },
@@ -51,7 +51,7 @@ export class SandboxCollector {
       channel,
       // spawnedAt is on this process's performance clock.
       startedAt: new Date(performance.timeOrigin + sandbox.vm.spawnedAt).toISOString(),
-      timeline: { kernelStartMs, initMs, agentListeningMs, agentAnsweredMs, sandboxReadyMs },
+      timeline,
       containers: this.o.containers(),
       processes,
     };

@@ -27,9 +27,13 @@ export interface ContainerStatus {
 
 /** Milliseconds from QEMU's spawn to each boot phase. */
 export interface BootTimelineStatus {
+  /** 'template': restored from a template; the guest phases then happened in the template, and are 0. */
+  boot: 'cold' | 'template';
   kernelStartMs: number;
   initMs: number;
   agentListeningMs: number;
+  /** Template only: the state loaded and the late devices added. */
+  restoredMs?: number;
   agentAnsweredMs: number;
   sandboxReadyMs: number;
 }
@@ -134,6 +138,9 @@ export function parseSandboxStatus(text: string): SandboxStatus {
     channel: string(s, 'channel', 'status'),
     startedAt,
     timeline: {
+      // A shim from before templates sends no boot kind: its VMs all booted.
+      boot: t['boot'] === 'template' ? 'template' : 'cold',
+      ...(t['restoredMs'] === undefined ? {} : { restoredMs: number(t, 'restoredMs', 'status.timeline') }),
       kernelStartMs: number(t, 'kernelStartMs', 'status.timeline'),
       initMs: number(t, 'initMs', 'status.timeline'),
       agentListeningMs: number(t, 'agentListeningMs', 'status.timeline'),

@@ -20,13 +20,21 @@ export interface SandboxSnapshot {
   droppedEvents: number;
 }
 
-const BOOT_PHASES = [
-  ['kernel_start', 'kernelStartMs'],
-  ['init', 'initMs'],
-  ['agent_listening', 'agentListeningMs'],
-  ['agent_answered', 'agentAnsweredMs'],
-  ['sandbox_ready', 'sandboxReadyMs'],
-] as const;
+/** The phases of each kind of start: a restored VM's guest phases happened in its template. */
+const BOOT_PHASES = {
+  cold: [
+    ['kernel_start', 'kernelStartMs'],
+    ['init', 'initMs'],
+    ['agent_listening', 'agentListeningMs'],
+    ['agent_answered', 'agentAnsweredMs'],
+    ['sandbox_ready', 'sandboxReadyMs'],
+  ],
+  template: [
+    ['restored', 'restoredMs'],
+    ['agent_answered', 'agentAnsweredMs'],
+    ['sandbox_ready', 'sandboxReadyMs'],
+  ],
+} as const;
 
 const CONTAINER_STATES = ['created', 'running', 'paused', 'stopped', 'unknown'] as const;
 
@@ -48,7 +56,7 @@ const RPC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 export class ShimMetrics {
   readonly registry = new Registry();
   readonly #r = [this.registry];
-  readonly #info = new Gauge({ name: 'kata_ts_sandbox_info', help: 'Always 1; how the sandbox VM runs, in its labels.', labelNames: ['accel', 'channel'], registers: this.#r });
+  readonly #info = new Gauge({ name: 'kata_ts_sandbox_info', help: 'Always 1; how the sandbox VM runs and how it started (boot: cold or template), in its labels.', labelNames: ['accel', 'channel', 'boot'], registers: this.#r });
   readonly #startTime = new Gauge({ name: 'kata_ts_sandbox_start_time_seconds', help: 'When QEMU was spawned, in seconds since the Unix epoch.', registers: this.#r });
   readonly #bootPhase = new Gauge({ name: 'kata_ts_boot_phase_seconds', help: "Seconds from QEMU's spawn to each boot phase.", labelNames: ['phase'], registers: this.#r });
   readonly #agentRpc = new Histogram({
@@ -94,9 +102,10 @@ export class ShimMetrics {
   update(s: SandboxSnapshot): void {
     const { status } = s;
     this.#info.reset();
-    this.#info.set({ accel: status.accel, channel: status.channel }, 1);
+    this.#info.set({ accel: status.accel, channel: status.channel, boot: status.timeline.boot }, 1);
     this.#startTime.set(Date.parse(status.startedAt) / 1000);
-    for (const [phase, key] of BOOT_PHASES) this.#bootPhase.set({ phase }, status.timeline[key] / 1000);
+    this.#bootPhase.reset();
+    for (const [phase, key] of BOOT_PHASES[status.timeline.boot]) this.#bootPhase.set({ phase }, (status.timeline[key] ?? 0) / 1000);
 
     for (const state of CONTAINER_STATES) this.#containers.set({ state }, status.containers.filter((c) => c.status === state).length);
     this.#execs.set(status.containers.reduce((n, c) => n + c.execs, 0));

@@ -80,6 +80,6 @@ export const DEFAULT_SETTINGS: Omit<SandboxSettings, 'kernelPath' | 'imagePath'>
   userNat: false,
   outputFlushMs: 2000,
   debugConsoleEnabled: false,
-  templateEnabled: false,
+  templateEnabled: true,
   templatePath: '/var/cache/kata-ts/templates',
 };

@@ -15,7 +15,7 @@ import { QemuVm } from '../hypervisor/vm.js';
 import type { VmDescription } from '../hypervisor/vm-description.js';
 import type { LaunchVmm, Vmm } from '../hypervisor/vmm.js';
 import { cloneDescription, templateFor, type TemplateChoice } from '../template/sandbox-template.js';
-import { restoreVm } from '../template/template-vm.js';
+import { RestoreError, restoreVm } from '../template/template-vm.js';
 import type { AgentClient } from './agent-client.js';
 import type { SandboxSettings } from './settings.js';
 import { AGENT_SOCKET_FILE, SHARED_FS_TAG } from './vm-plan.js';
@@ -72,10 +72,12 @@ export async function bootVm(r: BootRequest): Promise<BootedVm> {
     try {
       return await restoreFrom(r, choice);
     } catch (err) {
-      if (r.signal?.aborted) throw err;
-      // The next sandbox makes it again; this one boots cold.
-      await choice.store.discard(choice.template.key, `restoring from it failed: ${(err as Error).message}`);
-      r.log.warn('restore from the sandbox template failed; booting cold', { key: choice.template.key, error: (err as Error).message });
+      // Only the restore's own failures fall back: one of this sandbox's (its run folder, its
+      // virtiofsd) would fail a cold boot just the same, and is reported as it is.
+      if (r.signal?.aborted || !(err instanceof RestoreError)) throw err;
+      r.log.warn('restore from the sandbox template failed; booting cold', { key: choice.template.key, error: err.message });
+      // The next sandbox makes it again.
+      if (err.templateAtFault) await choice.store.discard(choice.template.key, `restoring from it failed: ${err.message}`);
     }
   }
   return coldBoot(r);
@@ -130,16 +132,30 @@ async function restoreFrom(r: BootRequest, { template }: TemplateChoice): Promis
     throw err;
   }
   r.log.info('sandbox VM restored from its template', { key: template.key, restoredMs });
-  return withAgent(r, launched, description, async (agent) => {
-    const setup = await agent.call('setupClone', {
-      entropy: randomBytes(64),
-      wallClockMs: Date.now(),
-      macs: (description.networks ?? []).map((n) => n.mac),
-      sharedFs: description.sharedFs !== undefined,
-    });
-    r.log.debug('clone set up', { devicesWaitMs: setup.devicesWaitMs });
-    return { boot: 'template', kernelStartMs: 0, initMs: 0, agentListeningMs: 0, restoredMs };
-  }, RESTORE_ANSWER_MS);
+  let answered = false;
+  try {
+    return await withAgent(
+      r,
+      launched,
+      description,
+      async (agent) => {
+        answered = true;
+        const setup = await agent.call('setupClone', {
+          entropy: randomBytes(64),
+          wallClockMs: Date.now(),
+          macs: (description.networks ?? []).map((n) => n.mac),
+          sharedFs: description.sharedFs !== undefined,
+        });
+        r.log.debug('clone set up', { devicesWaitMs: setup.devicesWaitMs });
+        return { boot: 'template', kernelStartMs: 0, initMs: 0, agentListeningMs: 0, restoredMs };
+      },
+      RESTORE_ANSWER_MS,
+    );
+  } catch (err) {
+    if (r.signal?.aborted) throw err;
+    // A guest that never answers is the template's doing; a later failure is this sandbox's.
+    throw new RestoreError(`the restored guest: ${(err as Error).message}`, !answered, { cause: err });
+  }
 }
 
 type GuestPhases = Pick<BootTimeline, 'boot' | 'kernelStartMs' | 'initMs' | 'agentListeningMs' | 'restoredMs'>;

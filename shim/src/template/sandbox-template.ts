@@ -3,12 +3,13 @@
 // any other one boots cold). The template VM and a clone differ only in what
 // is each sandbox's own; both have the same root ports, so every device keeps
 // its PCI address.
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
 import type { VmDescription } from '../hypervisor/vm-description.js';
 import { randomGuestCid } from '../sandbox/vm-random.js';
 import { templateInputs, templateKey } from './template-key.js';
-import { TemplateStore, type Template } from './template-store.js';
+import { isAlive, TemplateStore, type Template } from './template-store.js';
 import { makeTemplateVm } from './template-vm.js';
 
 /** rp0 for the share, the others for NICs: a sandbox with more NICs boots cold. */
@@ -64,7 +65,9 @@ export async function templateFor(r: TemplateRequest): Promise<TemplateChoice | 
   if (found) return { store, template: found };
   r.log.info('no sandbox template for this VM yet; making it', { key, path: store.dirOf(key) });
   await store.prune();
-  const runDir = join(r.runRoot, 'template', `${key}.${process.pid}`);
+  const runRoot = join(r.runRoot, 'template');
+  await sweepDeadMakers(runRoot);
+  const runDir = join(runRoot, `${key}.${process.pid}`);
   try {
     const made = await store.make(key, inputs, (dir) =>
       makeTemplateVm({ description: templateVmDescription(r.description, key, runDir, dir), runDir, dir, bootTimeoutMs: r.bootTimeoutMs, log: r.log.child({ template: key }) }),
@@ -74,5 +77,13 @@ export async function templateFor(r: TemplateRequest): Promise<TemplateChoice | 
   } catch (err) {
     r.log.warn('booting cold: the sandbox template could not be made', { key, error: (err as Error).message });
     return undefined;
+  }
+}
+
+/** Run folders of template VMs whose maker died (its VM died with it). */
+async function sweepDeadMakers(runRoot: string): Promise<void> {
+  for (const entry of await readdir(runRoot).catch(() => [] as string[])) {
+    const pid = Number(/\.(\d+)$/.exec(entry)?.[1] ?? 0);
+    if (pid > 0 && !isAlive(pid)) await rm(join(runRoot, entry), { recursive: true, force: true });
   }
 }

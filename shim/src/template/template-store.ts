@@ -48,7 +48,8 @@ export async function sha256Of(path: string): Promise<string> {
     .digest('hex');
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process of this pid exists (one of another user's counts). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

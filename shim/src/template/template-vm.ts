@@ -16,6 +16,22 @@ import { QemuVm } from '../hypervisor/vm.js';
 import type { VmDescription } from '../hypervisor/vm-description.js';
 import { TemplateError } from './template-store.js';
 
+/**
+ * A restore that did not give a running guest. `templateAtFault`: the saved state would not load,
+ * or the guest it gave never answered (the template is then removed); otherwise something of this
+ * sandbox failed (its share, its NICs).
+ */
+export class RestoreError extends Error {
+  constructor(
+    message: string,
+    readonly templateAtFault: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'RestoreError';
+  }
+}
+
 /** What the agent logs to the console once it serves its channel. */
 const AGENT_LISTENING = /msg="agent listening"/;
 /** After that line the agent only waits; a moment more lets the line and its timers settle. */
@@ -106,16 +122,24 @@ export async function makeTemplateVm(o: MakeTemplateOptions): Promise<{ bootMs: 
 export async function restoreVm(vm: QemuVm, d: VmDescription, timeoutMs: number): Promise<number> {
   if (!d.incoming) throw new TemplateError('the VM was not started to receive a saved one');
   const deadlineAt = Date.now() + timeoutMs;
-  const qmp = await untilDeadline('QMP', deadlineAt, vm, () => vm.qmp());
-  await qmp.execute('migrate-set-capabilities', IGNORE_SHARED);
-  await qmp.execute('migrate-incoming', { uri: `fd:${PASSED_FD_BASE + d.incoming.fdIndex}` });
-  const status = await untilDeadline('the end of the restore', deadlineAt, vm, async () => {
-    const { status } = await qmp.execute<{ status: string }>('query-status');
-    return status === 'inmigrate' ? undefined : status;
-  });
-  if (status !== 'paused' && status !== 'running') throw new TemplateError(`the restored VM is ${status}`);
-  for (const c of lateDeviceCommands(d)) await qmp.execute(c.execute, c.arguments);
-  // The template was paused when it was saved, so its clone is too.
-  if (status === 'paused') await qmp.execute('cont');
+  const loading = async () => {
+    const qmp = await untilDeadline('QMP', deadlineAt, vm, () => vm.qmp());
+    await qmp.execute('migrate-set-capabilities', IGNORE_SHARED);
+    await qmp.execute('migrate-incoming', { uri: `fd:${PASSED_FD_BASE + d.incoming!.fdIndex}` });
+    const status = await untilDeadline('the end of the restore', deadlineAt, vm, async () => {
+      const { status } = await qmp.execute<{ status: string }>('query-status');
+      return status === 'inmigrate' ? undefined : status;
+    });
+    if (status !== 'paused' && status !== 'running') throw new TemplateError(`the restored VM is ${status}`);
+    return { qmp, status };
+  };
+  const { qmp, status } = await loading().catch((err: Error) => Promise.reject(new RestoreError(`loading the template: ${err.message}`, true, { cause: err })));
+  try {
+    for (const c of lateDeviceCommands(d)) await qmp.execute(c.execute, c.arguments);
+    // The template was paused when it was saved, so its clone is too.
+    if (status === 'paused') await qmp.execute('cont');
+  } catch (err) {
+    throw new RestoreError(`adding the restored VM's devices: ${(err as Error).message}`, false, { cause: err });
+  }
   return Math.round(performance.now() - vm.spawnedAt);
 }
