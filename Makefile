@@ -42,6 +42,7 @@ bench: deps images build
 	node dist/bench/shim-vs-runc.js
 	node dist/bench/cri-pods.js
 	node dist/bench/ci-job.js
+	node dist/bench/idle-memory.js
 
 ## soak: many sandboxes in a row, at once, with large outputs, and 20 idle side by side (not in CI; about 20 minutes under TCG)
 soak: deps images build

@@ -11,6 +11,7 @@ import { findSerialPort, listenVsock, serveSerialPort } from './channels.js';
 import { DEFAULT_PATHS, Sandbox } from './sandbox.js';
 import { createAgentService, uptimeMs } from './service.js';
 import { checkVsock } from './vsock-check.js';
+import { warmUpTemplate } from './template-warm-up.js';
 import { warmUp } from './warm-up.js';
 
 export const SERIAL_PORT_NAME = 'agent.channel.0';
@@ -76,6 +77,8 @@ async function main(): Promise<void> {
     serveSerialPort(device, (socket) => injector.injectConnection(socket), log);
     log.info('serving the virtio-serial port', { device });
   }
+  // A template VM warms its paths before it is saved; the host waits for "agent listening" to save it.
+  if (options.get('template') === '1') await warmUpTemplate(native, log);
   listeningAt = await uptimeMs();
   log.info('agent listening', {
     uptimeMs: listeningAt,

@@ -21,6 +21,8 @@ export function templateVmDescription(d: VmDescription, key: string, runDir: str
   return {
     ...rest,
     name: `template-${key}`,
+    // The agent then warms its paths up with a throw-away container before it says it listens.
+    kernel: { ...d.kernel, cmdline: [...d.kernel.cmdline, 'kata_ts.template=1'] },
     ramFile: { path: join(dir, 'ram') },
     hotplugPorts: HOTPLUG_PORTS,
     agentChannel: d.agentChannel.kind === 'serial' ? { ...d.agentChannel, socketPath: join(runDir, 'agent.sock') } : { kind: 'vsock', guestCid: randomGuestCid() },
