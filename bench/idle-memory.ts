@@ -34,8 +34,15 @@ async function measure(ctrd: PrivateContainerd, config: string, count: number, t
     await settle();
     const trees = ids.map((id) => processTree((cmd) => cmd.includes('containerd-shim-kata-ts-v2') && cmd.includes(`-id\0${id}`)));
     const total = trees.reduce((sum, tree) => sum + pssMB(tree), 0);
-    const qemu = trees[0]!.find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('/usr/bin/qemu-system'));
-    const breakdown = qemu ? qemuPssBreakdown(qemu) : {};
+    // One sandbox in detail: its processes by role, QEMU's by what its memory holds.
+    const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const first = trees[0]!;
+    const qemu = first.find((pid) => cmdline(pid).includes('qemu-system'));
+    const breakdown: Record<string, number> = {
+      ...(qemu ? qemuPssBreakdown(qemu) : {}),
+      virtiofsd: pssMB(first.filter((pid) => cmdline(pid).includes('virtiofsd'))),
+      shim: pssMB(first.filter((pid) => cmdline(pid).includes('containerd-shim-kata-ts-v2'))),
+    };
     process.stderr.write(`${tag}: ${count} sandbox(es), ${(total / count).toFixed(1)} MB each\n`);
     return { perSandboxMB: total / count, breakdown };
   } finally {
@@ -100,7 +107,7 @@ async function main(): Promise<void> {
       const parts = Object.entries(m.breakdown)
         .map(([k, v]) => `${k} ${v.toFixed(1)}`)
         .join(', ');
-      console.log(`  ${label.padEnd(36)} ${m.perSandboxMB.toFixed(1).padStart(7)} MB   (one QEMU: ${parts} MB)`);
+      console.log(`  ${label.padEnd(36)} ${m.perSandboxMB.toFixed(1).padStart(7)} MB   (one sandbox, MB: ${parts})`);
     }
     console.log('  targets under TCG: at most 150 MB per sandbox with 20 running (aim: under 120 MB)');
   } finally {

@@ -4,8 +4,6 @@
 // QEMU (its code, heap, device state).
 import { readFileSync } from 'node:fs';
 
-/** An anonymous mapping this large is TCG's code buffer (tb-size, 128 MiB by default); QEMU has no other. */
-const TCG_BUFFER_MIN_BYTES = 32 * 1024 * 1024;
 
 export function qemuPssBreakdown(pid: number): Record<string, number> {
   const parts: Record<string, number> = { 'guest RAM': 0, 'rootfs image': 0, 'TCG buffer': 0, 'QEMU itself': 0 };
@@ -13,9 +11,9 @@ export function qemuPssBreakdown(pid: number): Record<string, number> {
   for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
     const header = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \d+\s*(.*)$/.exec(line);
     if (header) {
-      const size = Number.parseInt(header[2]!, 16) - Number.parseInt(header[1]!, 16);
       const path = header[4] ?? '';
-      current = path.startsWith('/memfd:') ? 'guest RAM' : path.endsWith('rootfs.img') ? 'rootfs image' : path === '' && size >= TCG_BUFFER_MIN_BYTES && header[3]!.includes('x') ? 'TCG buffer' : 'QEMU itself';
+      // TCG's buffer (tb-size) is QEMU's only anonymous executable memory, in regions of a few MiB.
+      current = path.startsWith('/memfd:') ? 'guest RAM' : path.endsWith('rootfs.img') ? 'rootfs image' : path === '' && header[3]!.includes('x') ? 'TCG buffer' : 'QEMU itself';
       continue;
     }
     const pss = /^Pss:\s+(\d+) kB/.exec(line);

@@ -251,9 +251,14 @@ function socketFolderFinding(f: HostFacts): Finding {
 function ksmFinding(f: HostFacts): Finding {
   switch (f.ksm) {
     case 'on':
-      return finding('ksm', 'KSM', 'ok', 'on: identical guest pages of different sandboxes are shared');
+      return finding('ksm', 'KSM', 'ok', "on: identical pages of QEMU's private memory are shared between sandboxes (guest RAM is shared memory for virtio-fs, which KSM does not merge)");
     case 'off':
-      return finding('ksm', 'KSM', 'optional', 'off: echo 1 > /sys/kernel/mm/ksm/run shares identical guest pages between sandboxes (less memory, some CPU, and a known side channel between VMs)');
+      return finding(
+        'ksm',
+        'KSM',
+        'optional',
+        "off: echo 1 > /sys/kernel/mm/ksm/run merges identical pages of QEMU's private memory between sandboxes; guest RAM is shared memory (virtio-fs maps it), which KSM does not merge, so it saves little (about 5 MB per idle sandbox with 20 here), for some CPU and a known side channel between VMs",
+      );
     case 'absent':
       return finding('ksm', 'KSM', 'optional', 'this kernel has no KSM (/sys/kernel/mm/ksm): each sandbox keeps its own pages');
   }
