@@ -7,7 +7,6 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
 import type { VmDescription } from '../hypervisor/vm-description.js';
-import { randomGuestCid } from '../sandbox/vm-random.js';
 import { templateInputs, templateKey } from './template-key.js';
 import { isAlive, TemplateStore, type Template } from './template-store.js';
 import { makeTemplateVm } from './template-vm.js';
@@ -25,7 +24,8 @@ export function templateVmDescription(d: VmDescription, key: string, runDir: str
     kernel: { ...d.kernel, cmdline: [...d.kernel.cmdline, 'kata_ts.template=1'] },
     ramFile: { path: join(dir, 'ram') },
     hotplugPorts: HOTPLUG_PORTS,
-    agentChannel: d.agentChannel.kind === 'serial' ? { ...d.agentChannel, socketPath: join(runDir, 'agent.sock') } : { kind: 'vsock', guestCid: randomGuestCid() },
+    // A vsock template VM takes the CID drawn for the sandbox: it is gone before the sandbox's VM starts.
+    agentChannel: d.agentChannel.kind === 'serial' ? { ...d.agentChannel, socketPath: join(runDir, 'agent.sock') } : d.agentChannel,
     consoleLogPath: join(runDir, 'console.log'),
     qmpSocketPath: join(runDir, 'qmp.sock'),
     pidFilePath: join(runDir, 'qemu.pid'),
