@@ -32,16 +32,18 @@ async function measure(ctrd: PrivateContainerd, config: string, count: number, t
       if (!w.stdout.includes('done')) throw new Error(`workload in ${id}: ${w.stderr}`);
     }
     await settle();
-    const trees = ids.map((id) => processTree((cmd) => cmd.includes('containerd-shim-kata-ts-v2') && cmd.includes(`-id\0${id}`)));
+    // The id ends at its NUL: mem-…-1 must not also find mem-…-10.
+    const trees = ids.map((id) => processTree((cmd) => cmd.includes('containerd-shim-kata-ts-v2') && cmd.includes(`-id\0${id}\0`)));
     const total = trees.reduce((sum, tree) => sum + pssMB(tree), 0);
     // One sandbox in detail: its processes by role, QEMU's by what its memory holds.
-    const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    // By the program each runs (QEMU's arguments name virtiofsd's socket).
+    const program = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]!.split('/').pop()!;
     const first = trees[0]!;
-    const qemu = first.find((pid) => cmdline(pid).includes('qemu-system'));
+    const qemu = first.find((pid) => program(pid).startsWith('qemu-system'));
     const breakdown: Record<string, number> = {
       ...(qemu ? qemuPssBreakdown(qemu) : {}),
-      virtiofsd: pssMB(first.filter((pid) => cmdline(pid).includes('virtiofsd'))),
-      shim: pssMB(first.filter((pid) => cmdline(pid).includes('containerd-shim-kata-ts-v2'))),
+      virtiofsd: pssMB(first.filter((pid) => program(pid) === 'virtiofsd')),
+      shim: pssMB(first.filter((pid) => program(pid) === 'node')),
     };
     process.stderr.write(`${tag}: ${count} sandbox(es), ${(total / count).toFixed(1)} MB each\n`);
     return { perSandboxMB: total / count, breakdown };
