@@ -140,6 +140,27 @@ describe('a container in a sandbox VM', () => {
     expect(direct).toMatchObject({ code: 7 /* PERMISSION_DENIED */, details: expect.stringContaining('debug_console_enabled') });
   });
 
+  it('hands the guest memory a workload freed back to the host (free page reporting)', async () => {
+    const guestRamMB = () => {
+      let kb = 0;
+      let inRam = false;
+      for (const line of readFileSync(`/proc/${sandbox!.vm.pid}/smaps`, 'utf8').split('\n')) {
+        if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inRam = line.includes('/memfd:');
+        const pss = /^Pss:\s+(\d+) kB/.exec(line);
+        if (pss && inRam) kb += Number(pss[1]);
+      }
+      return kb / 1024;
+    };
+    const { process } = await run(['sh', '-c', "x=$(head -c 80000000 /dev/zero | tr '\\0' a); echo ${#x}"]);
+    const out = collect(process.stdout);
+    expect((await process.wait()).status).toBe(0);
+    expect((await out).toString()).toBe('80000000\n');
+    const peak = guestRamMB();
+    expect(peak).toBeGreaterThan(80);
+    // The guest reports free 2 MiB blocks about every 2 s; QEMU then drops them from its RAM.
+    await expect.poll(guestRamMB, { timeout: 15_000, interval: 500 }).toBeLessThan(peak - 60);
+  });
+
   it('names a root filesystem that is not there, and leaves nothing of the container behind', async () => {
     sandbox = await startSandbox();
     await expect(sandbox.createContainer('gone', { spec: defaultSpec({ args: ['true'] }), rootfs: '/no/such/dir' })).rejects.toThrow(

@@ -69,6 +69,7 @@ function commonTies(name: string, d: VmDescription): Tie[] {
     ['-device vhost-user-fs-pci,chardev=virtiofs0,tag=kataShared,queue-size=1024', ["<filesystem type='mount'>", "<driver type='virtiofs' queue='1024'/>", "<target dir='kataShared'/>"]],
     ['-object rng-random,id=rng0,filename=/dev/urandom', ["<backend model='random'>/dev/urandom</backend>"]],
     ['-device virtio-rng-pci,rng=rng0', ["<rng model='virtio'>"]],
+    ['-device virtio-balloon-pci,id=balloon0,free-page-reporting=on', ["<memballoon model='virtio' freePageReporting='on'/>"]],
     [`-chardev file,id=console0,path=${vm}/console.log,append=on`, ["<serial type='file'>", "<console type='file'>", `<source path='${vm}/console.log' append='on'/>`]],
     ['-serial chardev:console0', ["<target type='isa-serial' port='0'/>", "<target type='serial' port='0'/>"]],
     [`-chardev socket,id=qmp0,path=${vm}/qmp.sock,server=on,wait=off`, ["<qemu:arg value='-chardev'/>", `<qemu:arg value='socket,id=qmp0,path=${vm}/qmp.sock,server=on,wait=off'/>`]],

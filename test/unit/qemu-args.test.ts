@@ -45,6 +45,7 @@ describe('renderQemuArgs', () => {
       '-device', 'virtserialport,bus=serial0.0,chardev=agent0,name=agent.channel.0',
       '-object', 'rng-random,id=rng0,filename=/dev/urandom',
       '-device', 'virtio-rng-pci,rng=rng0',
+      '-device', 'virtio-balloon-pci,id=balloon0,free-page-reporting=on',
       '-chardev', 'file,id=console0,path=/r/console.log,append=on',
       '-serial', 'chardev:console0',
       '-chardev', 'socket,id=qmp0,path=/r/qmp.sock,server=on,wait=off',

@@ -36,7 +36,7 @@ export interface CheckReport {
 }
 
 /** Every QEMU device type a sandbox's command line uses (qemu-args.ts); vhost-vsock-pci only with the vsock channel. */
-export const QEMU_DEVICES = ['nvdimm', 'vhost-user-fs-pci', 'virtio-serial-pci', 'virtserialport', 'virtio-rng-pci', 'virtio-net-pci'];
+export const QEMU_DEVICES = ['nvdimm', 'vhost-user-fs-pci', 'virtio-serial-pci', 'virtserialport', 'virtio-rng-pci', 'virtio-net-pci', 'virtio-balloon-pci'];
 export const QEMU_VSOCK_DEVICE = 'vhost-vsock-pci';
 /** Guest RAM virtiofsd can map, the rootfs image's nvdimm backend, the guest's entropy. */
 export const QEMU_OBJECTS = ['memory-backend-memfd', 'memory-backend-file', 'rng-random'];

@@ -120,7 +120,7 @@ function consoleLog(d: VmDescription): XmlNode[] {
 }
 
 /** libvirt adds these unless told not to; our VM has none of them. */
-const NO_DEFAULT_DEVICES = [el('controller', { type: 'usb', model: 'none' }), el('memballoon', { model: 'none' })];
+const NO_DEFAULT_DEVICES = [el('controller', { type: 'usb', model: 'none' })];
 
 /** kata-ts speaks QMP on its own socket; libvirt keeps a monitor of its own, so this one is passed through as is. */
 function qmpPassthrough(d: VmDescription): XmlNode {
@@ -148,6 +148,7 @@ export function renderLibvirtXml(d: VmDescription): string {
       ...(d.networks ?? []).flatMap(nic),
       ...channel(d.agentChannel),
       el('rng', { model: 'virtio' }, [el('backend', { model: 'random' }, '/dev/urandom')]),
+      el('memballoon', { model: 'virtio', freePageReporting: 'on' }),
       ...consoleLog(d),
       ...NO_DEFAULT_DEVICES,
     ]),

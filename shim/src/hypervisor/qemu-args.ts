@@ -127,6 +127,9 @@ export function renderQemuArgs(d: VmDescription): string[] {
     'rng-random,id=rng0,filename=/dev/urandom',
     '-device',
     'virtio-rng-pci,rng=rng0',
+    // Free page reporting: QEMU discards the guest RAM pages the guest reports free.
+    '-device',
+    'virtio-balloon-pci,id=balloon0,free-page-reporting=on',
     '-chardev',
     // append=on: the shim keeps the file bounded by cutting it to its newest part (console-cap.ts).
     `file,id=console0,path=${qemuValue(d.consoleLogPath)},append=on`,
