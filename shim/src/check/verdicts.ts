@@ -257,7 +257,7 @@ function ksmFinding(f: HostFacts): Finding {
         'ksm',
         'KSM',
         'optional',
-        "off: echo 1 > /sys/kernel/mm/ksm/run merges identical pages of QEMU's private memory between sandboxes; guest RAM is shared memory (virtio-fs maps it), which KSM does not merge, so it saves little (about 2 MB per idle sandbox with 20 here), for some CPU and a known side channel between VMs",
+        "off: echo 1 > /sys/kernel/mm/ksm/run merges identical pages of QEMU's private memory between sandboxes; guest RAM is shared memory (virtio-fs maps it), which KSM does not merge, so it saves little (nothing measurable per idle sandbox with 20 here), for some CPU and a known side channel between VMs",
       );
     case 'absent':
       return finding('ksm', 'KSM', 'optional', 'this kernel has no KSM (/sys/kernel/mm/ksm): each sandbox keeps its own pages');
