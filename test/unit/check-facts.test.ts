@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { checkoutOf, containerdVersion, cpuVirtFlags, parseDeviceHelp, parseObjectHelp, shimSearchPath, versionAfterWord } from '../../shim/src/check/host-facts.js';
+import { checkoutOf, containerdVersion, cpuVirtFlags, parseDeviceHelp, parseObjectHelp, shimSearchPath, templateFacts, versionAfterWord } from '../../shim/src/check/host-facts.js';
 import { ImageRecordError, inspectImage, inspectRootfs, kernelReleaseOf, parseImageRecord } from '../../shim/src/check/image-record.js';
 
 const sha = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -99,5 +99,22 @@ describe('inspecting an image', () => {
     write('build/rootfs.img', 'img');
     write('build/rootfs.img.key', 'nonsense\n');
     expect((await inspectImage(image(), true)).recordError).toMatch(/rootfs.img.key: no key= and sha256= lines/);
+  });
+});
+
+describe('template facts', () => {
+  it('count the templates and their blocks, and find the folder that decides whether one can be written', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kata-ts-tfacts-'));
+    try {
+      expect(templateFacts(true, join(dir, 'not', 'yet'))).toEqual({ enabled: true, path: join(dir, 'not', 'yet'), count: 0, bytes: 0 });
+      mkdirSync(join(dir, '0123456789abcdef'));
+      writeFileSync(join(dir, '0123456789abcdef', 'state'), Buffer.alloc(8192, 1));
+      mkdirSync(join(dir, '.0123456789abcdef.1.partial'));
+      const facts = templateFacts(false, dir);
+      expect(facts).toMatchObject({ enabled: false, count: 1 });
+      expect(facts.bytes).toBeGreaterThanOrEqual(8192);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

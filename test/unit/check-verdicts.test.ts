@@ -31,6 +31,7 @@ function kvmHost(): HostFacts {
     rootfs: { path: '/opt/kata-ts/rootfs.img', size: 128 * MIB, record: record('r1'), digestMatches: true },
     shim: { searched: ['/usr/local/bin', '/usr/bin'], found: '/usr/local/bin/containerd-shim-kata-ts-v2', target: '/opt/kata-ts/bin/containerd-shim-kata-ts-v2', runtimeRoot: '/opt/kata-ts', run: { command: 'x', state: 'ok', version: 'kata-ts 0.1.0' } },
     socketFolder: { path: '/run/containerd/s', state: 'ok', mode: 0o700, uid: 0 },
+    templates: { enabled: true, path: '/var/cache/kata-ts/templates', count: 2, bytes: 100 * MIB },
     ksm: 'on',
     missingTools: [],
     runtimeRoot: '/opt/kata-ts',
@@ -310,5 +311,16 @@ describe('containerd, the socket folder and the rest', () => {
     const f = (verdict: Finding['verdict']): Finding => ({ id: verdict, requirement: verdict, verdict, reason: '' });
     expect(summarise([f('ok'), f('degraded'), f('fatal')], false)).toEqual({ status: 'cannot-run', exitCode: 1 });
     expect(summarise([f('ok'), f('optional')], true)).toEqual({ status: 'ready', exitCode: 0 });
+  });
+});
+
+describe('sandbox templates', () => {
+  it('says how many there are, and when none can be made or they are off, that sandboxes boot cold', () => {
+    expect(byId(check(kvmHost()).findings, 'templates')).toMatchObject({ verdict: 'ok', reason: 'on: 2 made (100 MB) in /var/cache/kata-ts/templates; the first sandbox of each VM shape makes its template' });
+    const readOnly = check({ ...kvmHost(), templates: { enabled: true, path: '/ro/templates', unwritable: '/ro: EROFS', count: 0, bytes: 0 } });
+    expect(readOnly.exitCode).toBe(0);
+    expect(byId(readOnly.findings, 'templates')).toMatchObject({ verdict: 'optional', reason: expect.stringMatching(/^on, but \/ro: EROFS: no template can be made, so every sandbox boots cold/) });
+    const off = check({ ...kvmHost(), templates: { enabled: false, path: '/t', count: 0, bytes: 0 } });
+    expect(byId(off.findings, 'templates')).toMatchObject({ verdict: 'optional', reason: expect.stringContaining('enable_template = false') });
   });
 });

@@ -4,7 +4,7 @@
 // shim socket folder, KSM and the helper programs. Only facts here: what they
 // mean is verdicts.ts's job, so tests can fake every one of them.
 import { execFile } from 'node:child_process';
-import { accessSync, closeSync, constants, openSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { findExecutable, pathDirs } from '../../../common/find-executable.js';
@@ -87,6 +87,8 @@ export interface HostFacts {
   rootfs: ImageFacts;
   shim: ShimLookup;
   socketFolder: SocketFolderFacts;
+  /** Sandbox templates: whether they are on, and whether their folder can be written. */
+  templates: TemplateFacts;
   /** /sys/kernel/mm/ksm/run: 1 on, 0 off (2 unmerges: off too). */
   ksm: 'on' | 'off' | 'absent';
   /** HOST_TOOLS not found on the shim's likely PATH. */
@@ -96,7 +98,50 @@ export interface HostFacts {
   checkout?: string;
 }
 
-export type FactSettings = Pick<SandboxSettings, 'qemuBinary' | 'virtiofsdBinary' | 'firmware' | 'kernelPath' | 'imagePath'>;
+export type FactSettings = Pick<SandboxSettings, 'qemuBinary' | 'virtiofsdBinary' | 'firmware' | 'kernelPath' | 'imagePath' | 'templateEnabled' | 'templatePath'>;
+
+export interface TemplateFacts {
+  enabled: boolean;
+  path: string;
+  /** The folder, or the nearest folder above it that exists (it is made at first use), refuses writes: why. */
+  unwritable?: string;
+  count: number;
+  bytes: number;
+}
+
+/** Templates made so far and their size on disk; and whether a new one could be written. */
+export function templateFacts(enabled: boolean, path: string): TemplateFacts {
+  let existing = path;
+  while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
+  let unwritable: string | undefined;
+  try {
+    accessSync(existing, constants.W_OK);
+  } catch (err) {
+    unwritable = `${existing}: ${(err as Error).message}`;
+  }
+  let count = 0;
+  let bytes = 0;
+  for (const key of readdirSafe(path).filter((e) => /^[0-9a-f]{16}$/.test(e))) {
+    count++;
+    for (const file of readdirSafe(join(path, key))) bytes += (statSafe(join(path, key, file))?.blocks ?? 0) * 512;
+  }
+  return { enabled, path, ...(unwritable ? { unwritable } : {}), count, bytes };
+}
+
+const readdirSafe = (dir: string): string[] => {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+};
+const statSafe = (path: string) => {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+};
 
 /** The virtualisation flags of the first CPU in /proc/cpuinfo. */
 export function cpuVirtFlags(cpuinfo: string): string[] {
@@ -261,6 +306,7 @@ export async function gatherHostFacts(settings: FactSettings, opts: { runtimeRoo
     rootfs,
     shim: await lookUpShim(dirs),
     socketFolder: socketFolder(SOCKET_ROOT),
+    templates: templateFacts(settings.templateEnabled, settings.templatePath),
     ksm: ksmState,
     missingTools: HOST_TOOLS.filter((t) => !findExecutable(t, dirs)),
     runtimeRoot: opts.runtimeRoot,

@@ -264,6 +264,14 @@ function ksmFinding(f: HostFacts): Finding {
   }
 }
 
+function templateFinding(f: HostFacts): Finding {
+  const t = f.templates;
+  if (!t.enabled) return finding('templates', 'sandbox templates', 'optional', 'off ([factory] enable_template = false): every sandbox boots cold, about twice as slow to start');
+  if (t.unwritable) return finding('templates', 'sandbox templates', 'optional', `on, but ${t.unwritable}: no template can be made, so every sandbox boots cold; set [factory] template_path to a folder root can write`);
+  const made = t.count === 0 ? 'none made yet' : `${t.count} made (${Math.round(t.bytes / MIB)} MB)`;
+  return finding('templates', 'sandbox templates', 'ok', `on: ${made} in ${t.path}; the first sandbox of each VM shape makes its template`);
+}
+
 function slirpFinding(f: HostFacts): Finding {
   if (f.slirp4netns.state === 'ok') return finding('slirp4netns', 'slirp4netns', 'ok', `slirp4netns ${f.slirp4netns.version ?? ''}`.trim());
   return finding('slirp4netns', 'slirp4netns', 'optional', `${commandProblem(f.slirp4netns)}: apt-get install slirp4netns; only user-mode NAT (kata-ts job run --network nat) needs it`);
@@ -296,6 +304,7 @@ export function judgeHost(f: HostFacts, s: CheckSettings): Omit<CheckReport, 'st
     containerdFinding(f),
     shimFinding(f),
     socketFolderFinding(f),
+    templateFinding(f),
     ksmFinding(f),
     slirpFinding(f),
     toolsFinding(f),
