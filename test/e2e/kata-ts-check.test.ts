@@ -27,7 +27,7 @@ describe('kata-ts check on this host', () => {
     const r = run(['check', '--json']);
     const report = JSON.parse(r.stdout) as Report;
     expect(r.code).toBe(report.exitCode);
-    expect(report.findings.map((f) => f.id)).toEqual(expect.arrayContaining(['kvm', 'kvm-device', 'vhost-vsock', 'vhost-net', 'tun', 'qemu', 'virtiofsd', 'cgroups', 'guest-kernel', 'guest-rootfs', 'shim-on-path', 'socket-folder', 'ksm']));
+    expect(report.findings.map((f) => f.id)).toEqual(expect.arrayContaining(['kvm', 'kvm-device', 'vhost-vsock', 'vhost-net', 'tun', 'qemu', 'virtiofsd', 'cgroups', 'guest-kernel', 'guest-rootfs', 'shim-on-path', 'socket-folder', 'templates', 'ksm']));
     for (const f of report.findings) expect(['ok', 'degraded', 'optional', 'fatal']).toContain(f.verdict);
   });
 
