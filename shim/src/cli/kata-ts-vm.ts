@@ -5,6 +5,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { isProcessAlive } from '../../../common/process-alive.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../containerd/config.js';
 import { sandboxNameOnHost } from '../containerd/ids.js';
 import { defaultShimSettings, SHIPPED_CONFIG_PATH } from '../containerd/shim-settings.js';
@@ -79,13 +80,7 @@ function qemuRunning(vmDir: string): boolean {
   } catch {
     return false; // QEMU has not written it yet, or is gone
   }
-  if (!(pid > 0)) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return isProcessAlive(pid);
 }
 
 async function describedVm(sandbox: string | undefined, settings: SandboxSettings): Promise<VmDescription> {

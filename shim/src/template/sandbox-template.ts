@@ -6,9 +6,10 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
+import { isProcessAlive } from '../../../common/process-alive.js';
 import type { VmDescription } from '../hypervisor/vm-description.js';
 import { templateInputs, templateKey } from './template-key.js';
-import { isAlive, TemplateStore, type Template } from './template-store.js';
+import { TemplateStore, type Template } from './template-store.js';
 import { makeTemplateVm } from './template-vm.js';
 
 /** rp0 for the share, the others for NICs: a sandbox with more NICs boots cold. */
@@ -86,6 +87,6 @@ export async function templateFor(r: TemplateRequest): Promise<TemplateChoice | 
 async function sweepDeadMakers(runRoot: string): Promise<void> {
   for (const entry of await readdir(runRoot).catch(() => [] as string[])) {
     const pid = Number(/\.(\d+)$/.exec(entry)?.[1] ?? 0);
-    if (pid > 0 && !isAlive(pid)) await rm(join(runRoot, entry), { recursive: true, force: true });
+    if (pid > 0 && !isProcessAlive(pid)) await rm(join(runRoot, entry), { recursive: true, force: true });
   }
 }

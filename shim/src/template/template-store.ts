@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
+import { isProcessAlive } from '../../../common/process-alive.js';
 import { fileIdentity, type TemplateInputs } from './template-key.js';
 
 export const TEMPLATE_RECORD = 'template.json';
@@ -46,16 +47,6 @@ export async function sha256Of(path: string): Promise<string> {
   return createHash('sha256')
     .update(await readFile(path))
     .digest('hex');
-}
-
-/** Whether a process of this pid exists (one of another user's counts). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export class TemplateStore {
@@ -146,7 +137,7 @@ export class TemplateStore {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         const holder = Number.parseInt(await readFile(lockPath, 'utf8').catch(() => ''), 10);
-        if (holder > 0 && isAlive(holder)) {
+        if (isProcessAlive(holder)) {
           this.log.info('sandbox template being made by another process', { lock: lockPath, pid: holder });
           return false;
         }
@@ -164,7 +155,7 @@ export class TemplateStore {
     for (const entry of await readdir(this.root).catch(() => [] as string[])) {
       const partial = /^\.[0-9a-f]+\.(\d+)\.partial$/.exec(entry);
       if (partial) {
-        if (!isAlive(Number(partial[1]))) await rm(join(this.root, entry), { recursive: true, force: true });
+        if (!isProcessAlive(Number(partial[1]))) await rm(join(this.root, entry), { recursive: true, force: true });
         continue;
       }
       if (!/^[0-9a-f]{16}$/.test(entry)) continue;
