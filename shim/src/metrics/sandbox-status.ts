@@ -1,6 +1,7 @@
 // What a shim tells about its sandbox on GET /status (`kata-ts ps`, and the
 // labels `kata-ts monitor` adds), and the checked reading of it: the reader
 // is another process that may meet a shim of another version.
+import type { BootTimeline } from '../sandbox/vm-boot.js';
 
 export const STATUS_VERSION = 1;
 
@@ -25,18 +26,8 @@ export interface ContainerStatus {
   execs: number;
 }
 
-/** Milliseconds from QEMU's spawn to each boot phase. */
-export interface BootTimelineStatus {
-  /** 'template': restored from a template; the guest phases then happened in the template, and are 0. */
-  boot: 'cold' | 'template';
-  kernelStartMs: number;
-  initMs: number;
-  agentListeningMs: number;
-  /** Template only: the state loaded and the late devices added. */
-  restoredMs?: number;
-  agentAnsweredMs: number;
-  sandboxReadyMs: number;
-}
+/** Milliseconds from QEMU's spawn to each boot phase: the sandbox's timeline (accel and channel are fields of their own). */
+export type BootTimelineStatus = Omit<BootTimeline, 'accel' | 'channel'>;
 
 export type HostProcessRole = 'qemu' | 'virtiofsd' | 'shim';
 
