@@ -1,6 +1,5 @@
 // kata-ts agent entry point: runs as the child of the guest init, serves the
 // Agent gRPC service on the virtio-serial port and/or vsock.
-import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setFlagsFromString } from 'node:v8';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
@@ -43,9 +42,6 @@ async function main(): Promise<void> {
     process.exit(70);
   });
   const native = loadNative();
-  // OpenSSL's generator is made at its first use; made here, before a template of this VM can be
-  // saved, every clone holds the same one, and SetupClone's reseed is what tells them apart.
-  randomBytes(16);
   const sandbox = new Sandbox(DEFAULT_PATHS, native, log);
   const channelSetting = options.get('channel') ?? 'serial';
   let listeningAt = 0;

@@ -6,14 +6,13 @@
 // parent made, so each clone's first container does not pay for them. No
 // host is involved and nothing of it remains but warmed code.
 import { mkdir, rm } from 'node:fs/promises';
-import net from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { credentials, Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import type { Logger } from '../../common/log.js';
 import type { NativeAddon } from '../../native/native.js';
-import { AgentClient, AgentService } from '../../proto/gen/agent.js';
 import { DEFAULT_PATHS, Sandbox } from './sandbox.js';
-import { createAgentService } from './service.js';
+import { serveItself } from './warm-up.js';
 
 const ROOT = '/run/kata-ts/warm-up';
 const MS_BIND = 4096;
@@ -35,21 +34,15 @@ const SPEC = {
 
 export async function warmUpTemplate(native: NativeAddon, log: Logger): Promise<void> {
   const started = performance.now();
+  // OpenSSL's generator is made at its first use: made now, every clone holds the same one, and
+  // SetupClone's reseed is what tells them apart.
+  randomBytes(16);
   const paths = { ...DEFAULT_PATHS, sharedMount: join(ROOT, 'shared'), containersDir: join(ROOT, 'containers'), podTmpfsDir: join(ROOT, 'pod'), crunRoot: join(ROOT, 'crun') };
   const rootfs = join(paths.sharedMount, 'rootfs');
   await mkdir(rootfs, { recursive: true });
   native.mount('/', rootfs, '', MS_BIND | MS_REC, '');
   const sandbox = new Sandbox(paths, native, log);
-  const server = new Server();
-  server.addService(
-    AgentService,
-    createAgentService({ sandbox, native, log, channel: 'warm-up', initUptimeMs: 0, listeningUptimeMs: () => 0, onDestroyed: () => undefined }),
-  );
-  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-  const listener = net.createServer((socket) => injector.injectConnection(socket));
-  const socketPath = join(ROOT, 'agent.sock');
-  await new Promise<void>((resolve) => listener.listen(socketPath, resolve));
-  const client = new AgentClient(`unix://${socketPath}`, credentials.createInsecure());
+  const { client, close } = await serveItself(sandbox, native, log, join(ROOT, 'agent.sock'));
   const call = <T>(fn: (cb: (err: Error | null, res: T) => void) => unknown) =>
     new Promise<T>((resolve, reject) => void fn((err, res) => (err ? reject(err) : resolve(res))));
   const md = () => new Metadata();
@@ -70,9 +63,7 @@ export async function warmUpTemplate(native: NativeAddon, log: Logger): Promise<
     // Only a missed saving: the template works as well without it.
     log.warn('template warm-up failed', { error: (err as Error).message });
   } finally {
-    client.close();
-    server.forceShutdown();
-    listener.close();
+    close();
     await sandbox.destroy(0).catch(() => undefined);
     try {
       native.umount(rootfs, MNT_DETACH);

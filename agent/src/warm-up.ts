@@ -1,38 +1,44 @@
-// A build-time training run: while the image build makes the V8 code cache,
-// the agent serves a few calls to itself over a unix socket, so the code of
-// the gRPC server and client paths is compiled and lands in the cache.
+// The agent serving calls to itself over a unix socket: at image build, a few
+// calls while the V8 code cache is made, so the gRPC server and client paths
+// are compiled and land in the cache; and the template VM's warm-up
+// (template-warm-up.ts) over the same self-serving service.
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
-import { createLogger } from '../../common/log.js';
+import { createLogger, type Logger } from '../../common/log.js';
 import type { NativeAddon } from '../../native/native.js';
 import { AgentClient, AgentService } from '../../proto/gen/agent.js';
 import { DEFAULT_PATHS, Sandbox } from './sandbox.js';
 import { createAgentService } from './service.js';
 
-export async function warmUp(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'kata-ts-warm-up-'));
-  const log = createLogger({ level: 'error' });
+/** The agent's service for `sandbox`, served on a unix socket at socketPath, and a client of it. */
+export async function serveItself(sandbox: Sandbox, native: NativeAddon, log: Logger, socketPath: string): Promise<{ client: AgentClient; close: () => void }> {
   const server = new Server();
   server.addService(
     AgentService,
-    createAgentService({
-      sandbox: new Sandbox(DEFAULT_PATHS, {} as NativeAddon, log),
-      native: {} as NativeAddon,
-      log,
-      channel: 'warm-up',
-      initUptimeMs: 0,
-      listeningUptimeMs: () => 0,
-      onDestroyed: () => undefined,
-    }),
+    createAgentService({ sandbox, native, log, channel: 'warm-up', initUptimeMs: 0, listeningUptimeMs: () => 0, onDestroyed: () => undefined }),
   );
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const listener = net.createServer((socket) => injector.injectConnection(socket));
-  const path = join(dir, 'agent.sock');
-  await new Promise<void>((resolve) => listener.listen(path, resolve));
-  const client = new AgentClient(`unix://${path}`, credentials.createInsecure());
+  await new Promise<void>((resolve) => listener.listen(socketPath, resolve));
+  const client = new AgentClient(`unix://${socketPath}`, credentials.createInsecure());
+  return {
+    client,
+    close: () => {
+      client.close();
+      server.forceShutdown();
+      listener.close();
+    },
+  };
+}
+
+export async function warmUp(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'kata-ts-warm-up-'));
+  const log = createLogger({ level: 'error' });
+  const native = {} as NativeAddon;
+  const { client, close } = await serveItself(new Sandbox(DEFAULT_PATHS, native, log), native, log, join(dir, 'agent.sock'));
   const call = <T>(fn: (cb: (err: Error | null, res: T) => void) => void) => new Promise<T | Error>((resolve) => fn((err, res) => resolve(err ?? res)));
   try {
     for (let i = 0; i < 3; i++) {
@@ -42,9 +48,7 @@ export async function warmUp(): Promise<void> {
       await call((cb) => client.waitProcess({ containerId: 'x', execId: '' }, new Metadata(), {}, cb));
     }
   } finally {
-    client.close();
-    server.forceShutdown();
-    listener.close();
+    close();
     await rm(dir, { recursive: true, force: true });
   }
 }
