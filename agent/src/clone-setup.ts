@@ -9,9 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import type { NativeAddon } from '../../native/native.js';
 import { failedPrecondition, invalidArgument } from './errors.js';
+import { guestNicsByMac } from './guest-network.js';
 
 const SYS_VIRTIO = '/sys/bus/virtio/devices';
-const SYS_NET = '/sys/class/net';
 const VIRTIO_ID_FS = 0x1a;
 const DEVICE_WAIT_MS = 10_000;
 const POLL_MS = 10;
@@ -32,11 +32,11 @@ async function virtioFsBound(): Promise<boolean> {
   return false;
 }
 
-async function macsPresent(macs: readonly string[]): Promise<string[]> {
-  const seen = new Set<string>();
-  for (const name of await readdir(SYS_NET).catch(() => [] as string[]))
-    seen.add((await readFile(`${SYS_NET}/${name}/address`, 'utf8').catch(() => '')).trim());
-  return macs.filter((m) => !seen.has(m.toLowerCase()));
+/** Those of `macs` the guest has no NIC for yet. */
+async function macsMissing(macs: readonly string[]): Promise<string[]> {
+  if (macs.length === 0) return [];
+  const nics = await guestNicsByMac();
+  return macs.filter((m) => !nics.has(m.toLowerCase()));
 }
 
 export async function setupClone(native: NativeAddon, req: CloneSetup): Promise<{ randomSample: Buffer; devicesWaitMs: number }> {
@@ -46,7 +46,7 @@ export async function setupClone(native: NativeAddon, req: CloneSetup): Promise<
   native.reseedRandom(req.entropy);
   const started = Date.now();
   for (;;) {
-    const missingMacs = await macsPresent(req.macs);
+    const missingMacs = await macsMissing(req.macs);
     const fsMissing = req.sharedFs && !(await virtioFsBound());
     if (missingMacs.length === 0 && !fsMissing) break;
     if (Date.now() - started > DEVICE_WAIT_MS)

@@ -46,13 +46,16 @@ function checkRoute(r: Route): void {
   if (r.scope !== '' && r.scope !== 'link') throw invalidArgument(`route ${r.destination}: scope ${JSON.stringify(r.scope)} is not link or empty`);
 }
 
+/** The NICs in the agent's own namespace, by MAC (lower case). */
+export async function guestNicsByMac(): Promise<Map<string, string>> {
+  const nics = new Map<string, string>();
+  for (const name of await readdir(SYS_NET)) nics.set((await readFile(`${SYS_NET}/${name}/address`, 'utf8').catch(() => '')).trim(), name);
+  return nics;
+}
+
 /** The guest NIC (in the agent's own namespace) with this MAC, if it is still there. */
 async function nicByMac(mac: string): Promise<string | undefined> {
-  for (const name of await readdir(SYS_NET)) {
-    const address = (await readFile(`${SYS_NET}/${name}/address`, 'utf8').catch(() => '')).trim();
-    if (address === mac.toLowerCase()) return name;
-  }
-  return undefined;
+  return (await guestNicsByMac()).get(mac.toLowerCase());
 }
 
 /** Moves the NIC into the namespace of process `pid` and configures it there. */
