@@ -1,6 +1,7 @@
 // One process of a container: the main one (crun run) or an exec (crun exec);
-// or a debug console's, outside every container, on a pty of its own. crun runs in the foreground as our child, so its exit status is the
-// process's, and the exit is reported only after all output was handed on.
+// or a debug console's, outside every container, on a pty of its own. crun
+// runs in the foreground as our child, so its exit status is the process's,
+// and the exit is reported only after all output was handed on.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import { once } from 'node:events';

@@ -123,7 +123,7 @@ export function templateFacts(enabled: boolean, path: string): TemplateFacts {
   let bytes = 0;
   for (const key of readdirSafe(path).filter((e) => /^[0-9a-f]{16}$/.test(e))) {
     count++;
-    for (const file of readdirSafe(join(path, key))) bytes += (statSafe(join(path, key, file))?.blocks ?? 0) * 512;
+    for (const file of readdirSafe(join(path, key))) bytes += (statSync(join(path, key, file), { throwIfNoEntry: false })?.blocks ?? 0) * 512;
   }
   return { enabled, path, ...(unwritable ? { unwritable } : {}), count, bytes };
 }
@@ -135,13 +135,7 @@ const readdirSafe = (dir: string): string[] => {
     return [];
   }
 };
-const statSafe = (path: string) => {
-  try {
-    return statSync(path);
-  } catch {
-    return undefined;
-  }
-};
+
 
 /** The virtualisation flags of the first CPU in /proc/cpuinfo. */
 export function cpuVirtFlags(cpuinfo: string): string[] {
