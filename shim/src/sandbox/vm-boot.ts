@@ -61,7 +61,6 @@ export interface BootedVm {
   agent: AgentClient;
   proxy: net.Server | undefined;
   timeline: BootTimeline;
-  description: VmDescription;
 }
 
 export async function bootVm(r: BootRequest): Promise<BootedVm> {
@@ -200,7 +199,7 @@ async function withAgent(r: BootRequest, vm: Vmm, d: VmDescription, phases: (age
       agentAnsweredMs: Math.round(answered - vm.spawnedAt),
       sandboxReadyMs: Math.round(ready - vm.spawnedAt),
     };
-    return { vm, agent, proxy, timeline, description: d };
+    return { vm, agent, proxy, timeline };
   } catch (err) {
     // Read before the stop, which removes the VM's folder with its console.
     const consoleTail = await readFile(d.consoleLogPath, 'utf8').catch(() => '');
